@@ -1,0 +1,39 @@
+# make demo: train SSD300-MobileNetV1 on the synthetic shapes set, evaluate it, draw its predictions (runs/demo/).
+# make test: the whole test suite. Both set up .venv on first use.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_DATA := data/shapes
+DEMO_RUN := runs/demo
+
+.PHONY: demo test lint install clean-demo
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=...)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+$(DEMO_DATA)/annotations/instances_val2017.json: | $(STAMP)
+	$(PY) tools/make_synthetic.py coco --out $(DEMO_DATA) --train 800 --val 200 --seed 0
+
+demo: $(STAMP) $(DEMO_DATA)/annotations/instances_val2017.json
+	rm -rf $(DEMO_RUN)
+	$(PY) tools/train.py configs/demo_shapes_ssd.yaml --out $(DEMO_RUN)
+	$(PY) tools/eval.py configs/demo_shapes_ssd.yaml --checkpoint $(DEMO_RUN)/checkpoints/last.ckpt --out $(DEMO_RUN)/eval
+	cat $(DEMO_RUN)/eval/coco_eval.txt
+	$(PY) tools/predict.py configs/demo_shapes_ssd.yaml --checkpoint $(DEMO_RUN)/checkpoints/last.ckpt \
+		$$(ls $(DEMO_DATA)/val2017/*.jpg | head -n 16) --out $(DEMO_RUN)/pictures
+	@echo "demo done: $(DEMO_RUN)/eval/metrics.json, pictures in $(DEMO_RUN)/pictures"
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check backbone tasks tools tests
+	$(VENV)/bin/ruff format --check backbone tasks tools tests
