@@ -1,0 +1,26 @@
+"""What the command-line tools share: user errors become one clear line and exit status 2, not a traceback."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+from tasks.common.build import CheckpointError
+from tasks.common.config import ConfigError
+from tasks.common.images import ImageLoadError
+
+# Errors a user causes (bad config, path, file, checkpoint): reported as one line.
+USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, CheckpointError, ImageLoadError, FileNotFoundError)
+
+
+def run_tool(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> int:
+    try:
+        return main(argv) or 0
+    except USER_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except ValueError as error:  # dataset format errors are ValueErrors that name the file
+        if type(error).__name__ in ("DatasetError",):
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        raise

@@ -1,0 +1,153 @@
+"""YAML run configs: load, apply ``dotted.key=value`` overrides, and check every key against the typed signature
+it maps onto, so a misspelled key or a wrong type fails before any work starts, naming the key and the file."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import inspect
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["ConfigError", "load_config", "apply_overrides", "check_section", "signature_keys", "dump_config"]
+
+
+class ConfigError(ValueError):
+    """A config file or override is malformed: the message names the file and the dotted key."""
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from error
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def apply_overrides(config: dict[str, Any], overrides: Sequence[str], source: str = "command line") -> dict[str, Any]:
+    """Return a copy of ``config`` with each ``a.b.c=value`` applied; values are parsed as YAML (``0.5``, ``true``,
+    ``[1, 2]``, ``null``). Keys may be new: the schema check that follows rejects the unknown ones."""
+    config = copy.deepcopy(config)
+    for override in overrides:
+        key, sep, raw = override.partition("=")
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"{source}: override {override!r} is not of the form dotted.key=value")
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{source}: override {override!r}: value is not valid YAML: {error}") from error
+        node = config
+        parts = key.split(".")
+        for depth, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{source}: override {override!r}: {'.'.join(parts[: depth + 1])} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return config
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Read a YAML config and apply overrides. The result records its source under the key ``_source``."""
+    path = Path(path)
+    config = apply_overrides(_read_yaml(path), overrides)
+    config["_source"] = str(path)
+    return config
+
+
+def dump_config(config: Mapping[str, Any], path: str | Path) -> None:
+    clean = {key: value for key, value in config.items() if not key.startswith("_")}
+    Path(path).write_text(yaml.safe_dump(clean, sort_keys=False))
+
+
+def signature_keys(target: Callable[..., Any]) -> dict[str, inspect.Parameter]:
+    """The keyword parameters a config section may set for ``target`` (a function, class or dataclass)."""
+    init = target.__init__ if inspect.isclass(target) else target
+    params = inspect.signature(init).parameters
+    return {
+        name: param
+        for name, param in params.items()
+        if name != "self" and param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY)
+    }
+
+
+def _type_hints(target: Callable[..., Any]) -> dict[str, Any]:
+    init = target.__init__ if inspect.isclass(target) and not dataclasses.is_dataclass(target) else target
+    try:
+        return typing.get_type_hints(init)
+    except Exception:  # unresolvable forward references in third-party code: skip type checks there
+        return {}
+
+
+def _matches(value: Any, annotation: Any) -> bool:
+    if annotation in (Any, inspect.Parameter.empty, object):
+        return True
+    if annotation is None or annotation is type(None):
+        return value is None
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in args)
+    if origin is typing.Literal:
+        return value in args
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation in (bool, str):
+        return isinstance(value, annotation)
+    if origin in (list, tuple, Sequence, typing.Sequence) or annotation in (list, tuple):
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            return False
+        inner = [arg for arg in args if arg is not Ellipsis]
+        return all(_matches(item, inner[0]) for item in value) if len(inner) == 1 else True
+    if origin in (dict, Mapping, typing.Mapping) or annotation is dict:
+        return isinstance(value, dict)
+    return True  # other classes (callbacks, modules...) are the target's business
+
+
+def _describe(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def check_section(
+    section: Mapping[str, Any],
+    target: Callable[..., Any],
+    prefix: str,
+    source: str,
+    ignore: Sequence[str] = (),
+) -> None:
+    """Check that every key of ``section`` is a parameter of ``target`` and that its value fits the annotation.
+
+    Raises ConfigError such as ``configs/x.yaml: unknown key model.widht_mult (did you mean width_mult?)``.
+    """
+    allowed = signature_keys(target)
+    hints = _type_hints(target)
+    for key, value in section.items():
+        if key in ignore:
+            continue
+        if key not in allowed:
+            import difflib
+
+            close = difflib.get_close_matches(key, list(allowed), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            valid = ", ".join(sorted(k for k in allowed if k not in ignore))
+            raise ConfigError(f"{source}: unknown key {prefix}.{key}{hint}; valid keys: {valid}")
+        annotation = hints.get(key, allowed[key].annotation)
+        if isinstance(annotation, str):  # unresolved forward reference
+            continue
+        if not _matches(value, annotation):
+            raise ConfigError(
+                f"{source}: {prefix}.{key} must be {_describe(annotation)}, got {value!r} ({type(value).__name__})"
+            )

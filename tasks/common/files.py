@@ -1,0 +1,25 @@
+"""Finding the image files a user points a tool at."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+__all__ = ["IMAGE_SUFFIXES", "collect_images"]
+
+
+def collect_images(inputs: Sequence[str | Path]) -> list[Path]:
+    """Expand files and directories (searched recursively, sorted) into image paths; a missing path is an error."""
+    paths: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            paths.extend(sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()))
+        elif item.is_file():
+            paths.append(item)
+        else:
+            raise FileNotFoundError(f"no such image or directory: {item}")
+    if not paths:
+        raise FileNotFoundError(f"no images found under {', '.join(map(str, inputs))}")
+    return paths

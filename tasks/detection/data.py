@@ -1,0 +1,337 @@
+"""COCO-format detection data: a validated dataset, its collate function and a Lightning data module.
+
+Targets follow torchvision's detection convention: boxes x1y1x2y2 in pixels of the returned image, labels 1..C
+with 0 left for the background. Original COCO category ids (gapped, 1..90 for COCO) map to labels in sorted order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import math
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+from pycocotools.coco import COCO
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from tasks.common.images import ImageLoadError, load_rgb, try_load_rgb
+from tasks.detection.transforms import AUGMENT_MODES, AugmentMode, build_eval_transforms, build_train_transforms
+
+__all__ = [
+    "CocoDataModule",
+    "CocoDetection",
+    "DatasetError",
+    "ImageLoadError",
+    "collate_detection",
+    "load_coco",
+]
+
+logger = logging.getLogger(__name__)
+
+Sample = tuple[Tensor, dict[str, Any]]
+TransformFn = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[Tensor, Tensor, Tensor]]
+
+
+class DatasetError(ValueError):
+    """An annotation file is malformed or disagrees with its images."""
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_entries(data: dict[str, Any], key: str, ann_file: Path, required: tuple[str, ...]) -> set[int]:
+    """Check the entries of ``data[key]`` are objects with ``required`` fields and unique int ids; return the ids."""
+    ids: set[int] = set()
+    for index, entry in enumerate(data[key]):
+        entry_id = entry.get("id") if isinstance(entry, dict) else None
+        if not isinstance(entry_id, int) or isinstance(entry_id, bool):
+            raise DatasetError(f"{ann_file}: {key}[{index}] has no integer 'id'")
+        missing = [field for field in required if field not in entry]
+        if missing:
+            raise DatasetError(f"{ann_file}: {key[:-1]} {entry_id} lacks {missing}")
+        if entry_id in ids:
+            raise DatasetError(f"{ann_file}: {key[:-1]} id {entry_id} appears twice")
+        ids.add(entry_id)
+    return ids
+
+
+def _validate(data: Any, ann_file: Path) -> None:
+    """Raise ``DatasetError`` naming the file and the offending id for anything pycocotools would trip over."""
+    if not isinstance(data, dict):
+        raise DatasetError(f"{ann_file}: expected a JSON object at the top level, got {type(data).__name__}")
+    missing = [key for key in ("images", "annotations", "categories") if not isinstance(data.get(key), list)]
+    if missing:
+        raise DatasetError(f"{ann_file}: missing or non-list top-level keys {missing}")
+    image_ids = _check_entries(data, "images", ann_file, ("file_name", "width", "height"))
+    for image in data["images"]:
+        if not all(_is_number(image[k]) and image[k] > 0 for k in ("width", "height")):
+            raise DatasetError(
+                f"{ann_file}: image {image['id']} has width x height {image['width']!r} x {image['height']!r}, "
+                "expected positive numbers"
+            )
+    cat_ids = _check_entries(data, "categories", ann_file, ("name",))
+    if not cat_ids:
+        raise DatasetError(f"{ann_file}: 'categories' is empty")
+    _check_entries(data, "annotations", ann_file, ("image_id", "category_id", "bbox"))
+    for ann in data["annotations"]:
+        if ann["image_id"] not in image_ids:
+            raise DatasetError(f"{ann_file}: annotation {ann['id']} refers to unknown image_id {ann['image_id']}")
+        if ann["category_id"] not in cat_ids:
+            raise DatasetError(f"{ann_file}: annotation {ann['id']} refers to unknown category_id {ann['category_id']}")
+        bbox = ann["bbox"]
+        if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
+            raise DatasetError(f"{ann_file}: annotation {ann['id']} has bbox {bbox!r}, expected 4 finite numbers")
+
+
+def load_coco(ann_file: str | Path) -> COCO:
+    """Read, validate and index a COCO annotation file (quietly: pycocotools prints to stdout).
+
+    Annotations without "iscrowd" get 0 and without "area" get the box area, so COCOeval can use the result.
+    """
+    ann_file = Path(ann_file)
+    if not ann_file.is_file():
+        raise FileNotFoundError(f"annotation file {ann_file} does not exist")
+    try:
+        with ann_file.open("rb") as handle:
+            data = json.load(handle)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DatasetError(f"{ann_file}: not a valid JSON file ({error})") from error
+    _validate(data, ann_file)
+    for ann in data["annotations"]:
+        ann.setdefault("iscrowd", 0)
+        ann.setdefault("area", float(ann["bbox"][2] * ann["bbox"][3]))
+    coco = COCO()
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+class CocoDetection(Dataset):
+    """Images and boxes of one COCO annotation file.
+
+    ``dataset[i]`` -> ``(image, target)``: image float32 (3, H, W) in [0, 1] after ``transforms``; target
+    {"boxes": float32 (N, 4) x1y1x2y2 pixels, "labels": int64 (N,) in 1..C, "image_id": int, "orig_size": (h, w)}.
+    Every image is kept, those without annotations as negatives (N = 0). Crowd regions are left out of the
+    targets; boxes are clipped to the image and those left with no width or height are dropped (counted once, in
+    ``num_dropped_boxes``). ``transforms`` takes (image uint8 HxWx3, boxes (N, 4), labels (N,)) and returns tensors
+    (see ``tasks.detection.transforms``); ``None`` only converts.
+    With ``train=True`` an unreadable image gives a warning naming it and ``dataset[i]`` is ``None`` (dropped by
+    ``collate_detection``); otherwise it raises ``ImageLoadError``.
+    """
+
+    def __init__(
+        self,
+        image_dir: str | Path,
+        ann_file: str | Path,
+        transforms: TransformFn | None = None,
+        train: bool = False,
+    ) -> None:
+        self.image_dir = Path(image_dir)
+        self.ann_file = Path(ann_file)
+        self.transforms = transforms if transforms is not None else build_eval_transforms()
+        self.train = train
+        self.coco = load_coco(self.ann_file)
+        self.image_ids: list[int] = sorted(self.coco.imgs)
+        self.cat_ids: list[int] = sorted(self.coco.cats)
+        self.cat_id_to_label: dict[int, int] = {cat_id: label for label, cat_id in enumerate(self.cat_ids, start=1)}
+        self.label_to_cat_id: dict[int, int] = {label: cat_id for cat_id, label in self.cat_id_to_label.items()}
+        self.class_names: list[str] = [str(self.coco.cats[cat_id]["name"]) for cat_id in self.cat_ids]
+        self.num_classes = len(self.cat_ids)
+        self._targets, self.num_dropped_boxes = self._build_targets()
+        if self.num_dropped_boxes:
+            logger.warning("dropped %d degenerate boxes in %s", self.num_dropped_boxes, self.ann_file)
+        # Counted in this process only: each DataLoader worker keeps its own copy (collate_detection reports the
+        # per-batch count, which is what a training loop should log).
+        self.num_skipped_images = 0
+
+    def _build_targets(self) -> tuple[dict[int, tuple[np.ndarray, np.ndarray]], int]:
+        """Clipped x1y1x2y2 boxes and labels per image id, and the number of degenerate boxes dropped."""
+        targets: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        dropped = 0
+        for image_id in self.image_ids:
+            info = self.coco.imgs[image_id]
+            anns = [ann for ann in self.coco.imgToAnns.get(image_id, []) if not ann.get("iscrowd", 0)]
+            boxes = np.array([ann["bbox"] for ann in anns], dtype=np.float64).reshape(-1, 4)
+            boxes[:, 2:] += boxes[:, :2]
+            boxes[:, 0::2] = boxes[:, 0::2].clip(0, info["width"])
+            boxes[:, 1::2] = boxes[:, 1::2].clip(0, info["height"])
+            keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+            dropped += int((~keep).sum())
+            labels = np.array([self.cat_id_to_label[ann["category_id"]] for ann in anns], dtype=np.int64)
+            targets[image_id] = (boxes[keep].astype(np.float32), labels[keep])
+        return targets, dropped
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def image_path(self, image_id: int) -> Path:
+        return self.image_dir / self.coco.imgs[image_id]["file_name"]
+
+    def _load_image(self, image_id: int) -> np.ndarray | None:
+        path = self.image_path(image_id)
+        info = self.coco.imgs[image_id]
+        image = try_load_rgb(path) if self.train else load_rgb(path)
+        if image is not None and image.shape[:2] != (info["height"], info["width"]):
+            message = (
+                f"{path} is {image.shape[1]}x{image.shape[0]} but {self.ann_file} says image {image_id} is "
+                f"{info['width']}x{info['height']}"
+            )
+            if not self.train:
+                raise DatasetError(message)
+            warnings.warn(f"skipping {message}", stacklevel=3)
+            image = None
+        if image is None:
+            self.num_skipped_images += 1
+        return image
+
+    def __getitem__(self, index: int) -> Sample | None:
+        image_id = self.image_ids[index]
+        image = self._load_image(image_id)
+        if image is None:
+            return None
+        orig_size = (int(image.shape[0]), int(image.shape[1]))
+        boxes, labels = self._targets[image_id]
+        image_tensor, boxes_tensor, labels_tensor = self.transforms(image, boxes, labels)
+        target = {"boxes": boxes_tensor, "labels": labels_tensor, "image_id": int(image_id), "orig_size": orig_size}
+        return image_tensor, target
+
+
+def collate_detection(batch: list[Sample | None]) -> tuple[list[Tensor], list[dict[str, Any]], int]:
+    """Batch as lists (images differ in size before the model resizes them), dropping the ``None`` samples of
+    unreadable images. Returns (images, targets, number of samples dropped)."""
+    kept = [sample for sample in batch if sample is not None]
+    return [image for image, _ in kept], [target for _, target in kept], len(batch) - len(kept)
+
+
+_COCO_DEFAULTS = {
+    "train_images": "train2017",
+    "train_annotations": "annotations/instances_train2017.json",
+    "val_images": "val2017",
+    "val_annotations": "annotations/instances_val2017.json",
+}
+
+
+def _resolve(root: Path, argument: str, value: str | None) -> Path:
+    path = Path(value if value is not None else _COCO_DEFAULTS[argument]).expanduser()
+    if not path.is_absolute():
+        path = root / path
+    if not path.exists():
+        origin = "the COCO 2017 default under root" if value is None else f"{argument}={value!r}"
+        raise FileNotFoundError(f"{argument}: {path} does not exist (from {origin})")
+    return path
+
+
+class CocoDataModule(L.LightningDataModule):
+    """COCO-format train/val loaders (COCO 2017 layout by default; each path can be overridden, relative paths are
+    taken from ``root``).
+
+    Training images go through ``augment`` ("ssd": photometric distortion, zoom out, minimum-IoU crop, flip, resize;
+    "flip": flip and resize; "none": resize) and come out ``image_size`` x ``image_size``. Validation images keep
+    their size: the model resizes internally and maps boxes back, so val targets are in original pixels.
+    Both annotation files are loaded and validated here, once, so ``num_classes`` etc. are known at construction.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        train_images: str | None = None,
+        train_annotations: str | None = None,
+        val_images: str | None = None,
+        val_annotations: str | None = None,
+        image_size: int = 300,
+        batch_size: int = 32,
+        num_workers: int = 2,
+        augment: AugmentMode = "ssd",
+        val_batch_size: int | None = None,
+        zoom_out_max_scale: float = 4.0,
+        zoom_out_p: float = 0.5,
+        crop_min_scale: float = 0.3,
+        flip_p: float = 0.5,
+        photometric_p: float = 0.5,
+        min_box_size: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if augment not in AUGMENT_MODES:
+            raise ValueError(f"augment must be one of {AUGMENT_MODES}, got {augment!r}")
+        root_path = Path(root).expanduser()
+        if not root_path.is_dir():
+            raise FileNotFoundError(f"root: {root_path} is not a directory")
+        self.train_images = _resolve(root_path, "train_images", train_images)
+        self.train_annotations = _resolve(root_path, "train_annotations", train_annotations)
+        self.val_images = _resolve(root_path, "val_images", val_images)
+        self.val_annotations = _resolve(root_path, "val_annotations", val_annotations)
+        self.batch_size = batch_size
+        self.val_batch_size = val_batch_size or batch_size
+        self.num_workers = num_workers
+        train_transforms = build_train_transforms(
+            image_size,
+            augment,
+            zoom_out_max_scale=zoom_out_max_scale,
+            zoom_out_p=zoom_out_p,
+            crop_min_scale=crop_min_scale,
+            flip_p=flip_p,
+            photometric_p=photometric_p,
+            min_box_size=min_box_size,
+        )
+        self.train_dataset = CocoDetection(self.train_images, self.train_annotations, train_transforms, train=True)
+        self.val_dataset = CocoDetection(self.val_images, self.val_annotations, build_eval_transforms(), train=False)
+        self._check_same_categories()
+
+    def _check_same_categories(self) -> None:
+        train = {cat_id: cat["name"] for cat_id, cat in self.train_dataset.coco.cats.items()}
+        val = {cat_id: cat["name"] for cat_id, cat in self.val_dataset.coco.cats.items()}
+        if train != val:
+            differing = sorted(set(train.items()) ^ set(val.items()))
+            raise DatasetError(
+                f"{self.train_annotations} and {self.val_annotations} have different categories; (id, name) pairs "
+                f"in only one of them: {differing}"
+            )
+
+    @property
+    def num_classes(self) -> int:
+        return self.train_dataset.num_classes
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.train_dataset.class_names
+
+    @property
+    def label_to_cat_id(self) -> dict[int, int]:
+        return self.train_dataset.label_to_cat_id
+
+    def data_info(self) -> dict[str, Any]:
+        """What the model must know of the data; saved in checkpoints so prediction needs no dataset."""
+        return {
+            "num_classes": self.num_classes,
+            "class_names": list(self.class_names),
+            "label_to_cat_id": dict(self.label_to_cat_id),
+            "train_size": len(self.train_dataset),
+            "val_size": len(self.val_dataset),
+        }
+
+    def _loader(self, dataset: CocoDetection, batch_size: int, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            collate_fn=collate_detection,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_dataset, self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_dataset, self.val_batch_size, shuffle=False)

@@ -1,0 +1,79 @@
+"""COCO evaluation of detections, each image counted once however many processes ran."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+__all__ = ["to_coco_results", "deduplicate", "coco_metrics", "METRIC_NAMES"]
+
+# COCOeval.stats indices of the metrics we report.
+METRIC_NAMES = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large")
+
+
+def to_coco_results(
+    image_id: int, detections: Mapping[str, torch.Tensor], label_to_cat_id: Mapping[int, int]
+) -> list[dict[str, Any]]:
+    """One image's detections (x1y1x2y2 boxes in original pixels, contiguous labels) in COCO results format."""
+    boxes = detections["boxes"].detach().cpu().double()
+    scores = detections["scores"].detach().cpu().tolist()
+    labels = detections["labels"].detach().cpu().tolist()
+    xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1).tolist()
+    return [
+        {
+            "image_id": int(image_id),
+            "category_id": int(label_to_cat_id[int(label)]),
+            "bbox": [round(v, 2) for v in box],
+            "score": round(float(score), 5),
+        }
+        for box, score, label in zip(xywh, scores, labels, strict=False)
+    ]
+
+
+def deduplicate(per_process: Iterable[Mapping[int, list[dict]]]) -> dict[int, list[dict]]:
+    """Merge {image_id: results} from every process, keeping each image once (a distributed sampler pads the
+    last batches with repeated images)."""
+    merged: dict[int, list[dict]] = {}
+    for results in per_process:
+        for image_id, detections in results.items():
+            merged.setdefault(int(image_id), list(detections))
+    return merged
+
+
+def coco_metrics(coco_gt: COCO, results: Mapping[int, list[dict]]) -> tuple[dict[str, Any], str]:
+    """COCO box metrics over exactly the images in ``results``; returns (metrics, the printed COCO table).
+
+    Metrics are COCO's mAP@[.5:.95], @.5, @.75 and by object size; a size with no objects is None.
+    """
+    image_ids = sorted(results)
+    detections = [d for image_id in image_ids for d in results[image_id]]
+    metrics: dict[str, Any] = {"num_images": len(image_ids), "num_detections": len(detections)}
+    if not image_ids:
+        return {**metrics, **{name: None for name in METRIC_NAMES}}, "no images evaluated\n"
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        if detections:
+            coco_dt = coco_gt.loadRes(detections)
+        else:  # loadRes rejects an empty list: evaluate against no detections
+            coco_dt = COCO()
+            coco_dt.dataset = {"images": coco_gt.dataset["images"], "categories": coco_gt.dataset["categories"]}
+            coco_dt.dataset["annotations"] = []
+            coco_dt.createIndex()
+        evaluator = COCOeval(coco_gt, coco_dt, iouType="bbox")
+        evaluator.params.imgIds = image_ids
+        evaluator.evaluate()
+        evaluator.accumulate()
+    table = io.StringIO()
+    with contextlib.redirect_stdout(table):
+        evaluator.summarize()
+    stats = np.asarray(evaluator.stats, dtype=float)
+    for index, name in enumerate(METRIC_NAMES):
+        metrics[name] = None if stats[index] < 0 else round(float(stats[index]), 4)
+    return metrics, table.getvalue()

@@ -1,0 +1,71 @@
+"""SSD300-MobileNetV1: anchor layout, losses, predictions."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tasks.detection.ssd import ssd300_mobilenet_v1, ssd_box_specs
+
+
+def _empty_target() -> dict[str, torch.Tensor]:
+    return {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
+
+
+@pytest.fixture(scope="module")
+def tiny_ssd():
+    torch.manual_seed(0)
+    return ssd300_mobilenet_v1(num_classes=3, width_mult=0.25)
+
+
+def test_anchor_count_is_1917_at_300_and_alpha_1() -> None:
+    model = ssd300_mobilenet_v1(num_classes=90, width_mult=1.0).eval()
+    images = torch.zeros(1, 3, 300, 300)
+    features = list(model.backbone(images).values())
+    assert [f.shape[-1] for f in features] == [19, 10, 5, 3, 2, 1]
+    from torchvision.models.detection.image_list import ImageList
+
+    anchors = model.anchor_generator(ImageList(images, [(300, 300)]), features)
+    assert anchors[0].shape == (1917, 4)
+    head = model.head(features)
+    assert head["cls_logits"].shape == (1, 1917, 91)
+    assert head["bbox_regression"].shape == (1, 1917, 4)
+
+
+def test_lowest_map_has_three_anchors_the_others_six() -> None:
+    assert [len(s) for s in ssd_box_specs()] == [3, 6, 6, 6, 6, 6]
+    assert ssd_box_specs()[0][0] == (0.1, 1.0)
+
+
+def test_backbone_taps_stride_16_and_32_stages(tiny_ssd) -> None:
+    assert tiny_ssd.backbone.body.out_features == ("conv11", "conv13")
+
+
+def test_training_step_gives_finite_losses(tiny_ssd) -> None:
+    tiny_ssd.train()
+    images = [torch.rand(3, 96, 128), torch.rand(3, 80, 80)]
+    targets = [
+        {"boxes": torch.tensor([[10.0, 10.0, 60.0, 50.0]]), "labels": torch.tensor([2])},
+        {"boxes": torch.tensor([[5.0, 5.0, 40.0, 70.0], [30.0, 30.0, 70.0, 70.0]]), "labels": torch.tensor([1, 3])},
+    ]
+    losses = tiny_ssd(images, targets)
+    assert set(losses) == {"bbox_regression", "classification"}
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+
+
+def test_batch_without_boxes_still_teaches_background(tiny_ssd) -> None:
+    tiny_ssd.train()
+    losses = tiny_ssd([torch.rand(3, 64, 64), torch.rand(3, 64, 64)], [_empty_target(), _empty_target()])
+    assert torch.isfinite(losses["classification"]) and losses["classification"] > 0
+    assert losses["bbox_regression"] == 0
+
+
+def test_eval_returns_boxes_in_original_image_pixels(tiny_ssd) -> None:
+    tiny_ssd.eval()
+    with torch.no_grad():
+        (detections,) = tiny_ssd([torch.rand(3, 120, 200)])
+    boxes, labels = detections["boxes"], detections["labels"]
+    assert 0 < len(boxes) <= 100  # the score threshold is 0.01: an untrained model still proposes boxes
+    assert boxes[:, 2].max() <= 200 and boxes[:, 3].max() <= 120
+    assert labels.min() >= 1 and labels.max() <= 3

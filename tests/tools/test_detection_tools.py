@@ -1,0 +1,164 @@
+"""tools/train.py, eval.py and predict.py end to end on a tiny COCO-format set, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from pycocotools.coco import COCO
+
+from tasks.detection.synthetic import make_shapes_coco
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "configs" / "demo_shapes_ssd.yaml"
+TINY = [
+    "model.image_size=128",
+    "data.image_size=128",
+    "data.batch_size=4",
+    "data.num_workers=0",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=2",
+    "trainer.check_val_every_n_epoch=1",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+]
+
+pytestmark = pytest.mark.slow
+
+
+def run_tool(tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / tool), *args], capture_output=True, text=True, cwd=ROOT, env=env
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"{tool} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory) -> Path:
+    # 7 validation images: two processes of batch 4 must pad, which must not count twice.
+    return make_shapes_coco(tmp_path_factory.mktemp("shapes"), num_train=8, num_val=7, seed=3)
+
+
+@pytest.fixture(scope="module")
+def trained(shapes: Path, tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("run")
+    run_tool("train.py", str(CONFIG), "--out", str(run_dir), f"data.root={shapes}", *TINY)
+    return run_dir
+
+
+def test_train_writes_run_directory(trained: Path) -> None:
+    assert (trained / "checkpoints" / "last.ckpt").is_file()
+    assert list((trained / "checkpoints").glob("best-*.ckpt"))
+    assert (trained / "logs" / "metrics.csv").is_file()
+    saved = (trained / "config.yaml").read_text()
+    assert "image_size: 128" in saved and "width_mult: 0.25" in saved
+
+
+def test_train_metrics_json_has_the_eval_keys(trained: Path) -> None:
+    metrics = json.loads((trained / "metrics.json").read_text())
+    for key in ("map", "map_50", "map_75", "map_small", "map_medium", "map_large", "num_images"):
+        assert key in metrics
+    assert metrics["num_images"] == 7
+
+
+def test_eval_writes_metrics_and_loadable_coco_predictions(trained: Path, shapes: Path, tmp_path: Path) -> None:
+    ckpt = trained / "checkpoints" / "last.ckpt"
+    run_tool("eval.py", str(CONFIG), "--checkpoint", str(ckpt), "--out", str(tmp_path), f"data.root={shapes}", *TINY)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["num_images"] == 7
+    gt = COCO(str(shapes / "annotations" / "instances_val2017.json"))
+    predictions = json.loads((tmp_path / "predictions.json").read_text())
+    assert predictions, "an untrained SSD with score threshold 0.01 still proposes boxes"
+    results = gt.loadRes(predictions)  # raises on unknown image ids
+    assert {p["category_id"] for p in predictions} <= set(gt.getCatIds())
+    assert set(results.getImgIds()) <= set(gt.getImgIds())
+
+
+def test_two_process_ddp_eval_counts_each_image_once(trained: Path, shapes: Path, tmp_path: Path) -> None:
+    ckpt = trained / "checkpoints" / "last.ckpt"
+    ddp = ["trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp"]
+    run_tool(
+        "eval.py", str(CONFIG), "--checkpoint", str(ckpt), "--out", str(tmp_path), f"data.root={shapes}", *TINY, *ddp
+    )
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["num_images"] == 7
+    predictions = json.loads((tmp_path / "predictions.json").read_text())
+    per_image: dict[int, int] = {}
+    for p in predictions:
+        per_image[p["image_id"]] = per_image.get(p["image_id"], 0) + 1
+    assert max(per_image.values()) <= 100  # a repeated image would double its detections past the cap
+
+
+def test_predict_draws_pictures_and_writes_records(trained: Path, shapes: Path, tmp_path: Path) -> None:
+    ckpt = trained / "checkpoints" / "last.ckpt"
+    images = sorted((shapes / "val2017").glob("*.jpg"))[:2]
+    run_tool(
+        "predict.py",
+        str(CONFIG),
+        "--checkpoint",
+        str(ckpt),
+        *map(str, images),
+        "--out",
+        str(tmp_path),
+        "--score-threshold",
+        "0.0",
+        *TINY,
+    )
+    assert sorted(p.name for p in tmp_path.glob("*.jpg")) == sorted(p.name for p in images)
+    records = json.loads((tmp_path / "predictions.json").read_text())
+    assert records and set(records[0]) == {"file", "bbox", "category_id", "category", "score"}
+    assert records[0]["category"] in {"circle", "square", "triangle", "star"}
+
+
+def test_resume_continues_at_the_same_step(shapes: Path, tmp_path: Path) -> None:
+    run_tool("train.py", str(CONFIG), "--out", str(tmp_path), f"data.root={shapes}", *TINY)
+    first = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    run_tool(
+        "train.py",
+        str(CONFIG),
+        "--out",
+        str(tmp_path),
+        "--resume",
+        f"data.root={shapes}",
+        *TINY,
+        "trainer.max_epochs=2",
+    )
+    second = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert second["epoch"] == first["epoch"] + 1
+    assert second["global_step"] == 2 * first["global_step"] > 0
+
+
+def test_resume_without_checkpoint_is_an_error(shapes: Path, tmp_path: Path) -> None:
+    result = run_tool("train.py", str(CONFIG), "--out", str(tmp_path), "--resume", f"data.root={shapes}", check=False)
+    assert result.returncode == 2
+    assert "cannot resume" in result.stderr and "last.ckpt" in result.stderr
+
+
+def test_unknown_override_key_is_an_error_naming_it(shapes: Path, tmp_path: Path) -> None:
+    result = run_tool("train.py", str(CONFIG), "--out", str(tmp_path), "model.widht_mult=0.5", check=False)
+    assert result.returncode == 2
+    assert "model.widht_mult" in result.stderr
+
+
+def test_eval_refuses_a_checkpoint_of_another_width(trained: Path, shapes: Path, tmp_path: Path) -> None:
+    ckpt = trained / "checkpoints" / "last.ckpt"
+    result = run_tool(
+        "eval.py",
+        str(CONFIG),
+        "--checkpoint",
+        str(ckpt),
+        f"data.root={shapes}",
+        *TINY,
+        "model.width_mult=0.5",
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "model.width_mult" in result.stderr

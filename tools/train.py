@@ -1,0 +1,41 @@
+"""Train a task from one YAML config.
+
+python tools/train.py configs/ssd300_mnv1.yaml [--out DIR] [--resume] [dotted.key=value ...]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Running tools/X.py puts tools/ first on sys.path, where profile.py would shadow the standard library's profile
+# module (imported by torch): drop that entry before importing anything else.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    del sys.path[0]
+
+import argparse
+import json
+
+from tasks.common.cli import run_tool
+from tasks.common.runner import train
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", help="run config (YAML)")
+    parser.add_argument("overrides", nargs="*", help="dotted.key=value overrides, e.g. trainer.max_epochs=1")
+    parser.add_argument("--out", help="run directory (default runs/<config name>/<timestamp>)")
+    parser.add_argument("--resume", action="store_true", help="continue from --out DIR/checkpoints/last.ckpt")
+    args = parser.parse_intermixed_args(argv)
+    if args.resume and not args.out:
+        parser.error("--resume needs --out DIR")
+    run_dir = train(args.config, args.overrides, out=args.out, resume=args.resume)
+    metrics_file = run_dir / "metrics.json"
+    if metrics_file.is_file():
+        print(f"run directory: {run_dir}")
+        print(json.dumps(json.loads(metrics_file.read_text()), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_tool(main))
