@@ -163,11 +163,16 @@ def load_run(
 
 
 def profile_target(config_path: str, overrides: list[str]) -> tuple[torch.nn.Module, Any, str]:
-    """(model in eval mode, the input to call it with, a description) for tools/profile.py CONFIG."""
+    """(model in eval mode, the input to call it with, a description) for tools/profile.py CONFIG.
+
+    Needs no dataset: a model section without ``num_classes`` takes the builder's default (COCO's 90, ImageNet's
+    1000), which is what the paper's cost columns count.
+    """
     config = load_config(config_path, overrides)
     task = check_config(config)
-    datamodule = build_datamodule(task, config)
-    module = build_module(task, config, datamodule.data_info())
-    model = module.model.eval()
-    example, description = module.profile_input()
-    return model, example, description
+    kwargs = dict(config["model"])
+    name = kwargs.pop("name", task.default_model)
+    kwargs.pop("backbone_weights", None)
+    model = task.model_builders[name](**kwargs).eval()
+    example, description = task.profile_input(model, config)
+    return model, example, f"{name}: {description}"

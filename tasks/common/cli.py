@@ -7,10 +7,17 @@ from collections.abc import Callable
 
 from tasks.common.build import CheckpointError
 from tasks.common.config import ConfigError
+from tasks.common.errors import DatasetError
 from tasks.common.images import ImageLoadError
 
 # Errors a user causes (bad config, path, file, checkpoint): reported as one line.
-USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, CheckpointError, ImageLoadError, FileNotFoundError)
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ConfigError,
+    CheckpointError,
+    DatasetError,
+    ImageLoadError,
+    FileNotFoundError,
+)
 
 
 def run_tool(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> int:
@@ -19,8 +26,3 @@ def run_tool(main: Callable[[list[str] | None], int | None], argv: list[str] | N
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except ValueError as error:  # dataset format errors are ValueErrors that name the file
-        if type(error).__name__ in ("DatasetError",):
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-        raise

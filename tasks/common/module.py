@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
+import torch
 
 from tasks.common.optim import OptimizerConfig, build_optimizer, build_scheduler
 
@@ -21,6 +22,10 @@ class TaskModule(L.LightningModule):
     def __init__(self, optimizer: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.optimizer_config = OptimizerConfig(**(optimizer or {}))
+
+    def setup(self, stage: str) -> None:
+        # Channels-last convolutions run about 30% faster on CPU (mkldnn) and on GPUs with tensor cores.
+        self.model.to(memory_format=torch.channels_last)
 
     def trainable_module(self):
         """The module whose parameters the optimizer updates (a frozen teacher stays outside it)."""

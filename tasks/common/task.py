@@ -33,6 +33,8 @@ class Task:
     # Keys of ``data_info()`` that fill the model section when it does not set them (e.g. num_classes).
     model_defaults_from_data: Sequence[str] = ("num_classes",)
     predict: Callable[..., Any] | None = None
+    # (model, config) -> (example input, description) for tools/profile.py CONFIG.
+    profile_input: Callable[[nn.Module, dict[str, Any]], tuple[Any, str]] | None = None
     extra_sections: Sequence[str] = field(default_factory=tuple)
 
 

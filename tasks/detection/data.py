@@ -22,6 +22,7 @@ from pycocotools.coco import COCO
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from tasks.common.errors import DatasetError
 from tasks.common.images import ImageLoadError, load_rgb, try_load_rgb
 from tasks.detection.transforms import AUGMENT_MODES, AugmentMode, build_eval_transforms, build_train_transforms
 
@@ -38,10 +39,6 @@ logger = logging.getLogger(__name__)
 
 Sample = tuple[Tensor, dict[str, Any]]
 TransformFn = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[Tensor, Tensor, Tensor]]
-
-
-class DatasetError(ValueError):
-    """An annotation file is malformed or disagrees with its images."""
 
 
 def _is_number(value: Any) -> bool:

@@ -91,9 +91,3 @@ class DetectionModule(TaskModule):
 
         (Path(run_dir) / "predictions.json").write_text(json.dumps(self._predictions))
         (Path(run_dir) / "coco_eval.txt").write_text(self.coco_table)
-
-    def profile_input(self) -> tuple[list[torch.Tensor], str]:
-        size = self.hparams["model"].get("image_size", 300)
-        profile_size = getattr(self.model, "profile_image_size", (size, size))
-        height, width = profile_size
-        return [torch.rand(3, height, width)], f"{self.hparams['model']['name']} on a {width}x{height} image"

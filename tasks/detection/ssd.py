@@ -143,7 +143,13 @@ class SSDPredictor(nn.Module):
     ``forward(features)`` returns {"cls_logits": (N, A_total, num_classes + 1), "bbox_regression": (N, A_total, 4)}.
     """
 
-    def __init__(self, in_channels: Sequence[int], num_anchors: Sequence[int], num_classes_with_bg: int) -> None:
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        num_anchors: Sequence[int],
+        num_classes_with_bg: int,
+        background_prior: float = 0.99,
+    ) -> None:
         super().__init__()
         cls = nn.ModuleList(
             nn.Conv2d(c, a * num_classes_with_bg, 1) for c, a in zip(in_channels, num_anchors, strict=False)
@@ -152,6 +158,12 @@ class SSDPredictor(nn.Module):
         for conv in [*cls, *reg]:
             nn.init.normal_(conv.weight, std=0.03)  # TF's truncated normal, stddev 0.03
             nn.init.zeros_(conv.bias)
+        # Start every anchor at background probability ``background_prior`` (as RetinaNet's prior): almost all
+        # anchors are background, and starting from uniform scores makes the first steps learn only that.
+        num_objects = num_classes_with_bg - 1
+        background_bias = math.log(background_prior * num_objects / (1.0 - background_prior))
+        for conv in cls:
+            conv.bias.data.view(-1, num_classes_with_bg)[:, 0] = background_bias
         self.classification_head = SSDScoringHead(cls, num_classes_with_bg)
         self.regression_head = SSDScoringHead(reg, 4)
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import torch
+from torch import nn
+
 from tasks.common.task import Task
 from tasks.detection.data import CocoDataModule
 from tasks.detection.module import DetectionModule
@@ -18,6 +23,14 @@ def _predict(*args, **kwargs):
     return predict_images(*args, **kwargs)
 
 
+def profile_input(model: nn.Module, config: dict[str, Any]) -> tuple[list[torch.Tensor], str]:
+    """One image: the model's ``profile_image_size`` (Faster-RCNN: COCO's common 640x480, resized as configured)
+    or the square input size (SSD)."""
+    size = config["model"].get("image_size", 300)
+    height, width = getattr(model, "profile_image_size", (size, size))
+    return [torch.rand(3, height, width)], f"one {width}x{height} image"
+
+
 TASK = Task(
     name="detection",
     datamodule=CocoDataModule,
@@ -26,4 +39,5 @@ TASK = Task(
     default_model="ssd300_mobilenet_v1",
     monitor="val/map",
     predict=_predict,
+    profile_input=profile_input,
 )

@@ -63,9 +63,19 @@ def test_batch_without_boxes_still_teaches_background(tiny_ssd) -> None:
 
 def test_eval_returns_boxes_in_original_image_pixels(tiny_ssd) -> None:
     tiny_ssd.eval()
+    tiny_ssd.score_thresh = 0.001  # untrained scores sit at the background prior's 0.0033 per class
     with torch.no_grad():
         (detections,) = tiny_ssd([torch.rand(3, 120, 200)])
     boxes, labels = detections["boxes"], detections["labels"]
-    assert 0 < len(boxes) <= 100  # the score threshold is 0.01: an untrained model still proposes boxes
+    assert 0 < len(boxes) <= 100
     assert boxes[:, 2].max() <= 200 and boxes[:, 3].max() <= 120
     assert labels.min() >= 1 and labels.max() <= 3
+
+
+def test_untrained_predictor_scores_background_at_the_prior() -> None:
+    from tasks.detection.ssd import SSDPredictor
+
+    head = SSDPredictor([8, 8], [3, 6], num_classes_with_bg=5, background_prior=0.99)
+    logits = head([torch.randn(2, 8, 4, 4), torch.randn(2, 8, 2, 2)])["cls_logits"]
+    assert logits.shape == (2, 4 * 4 * 3 + 2 * 2 * 6, 5)
+    torch.testing.assert_close(logits.softmax(-1)[..., 0], torch.full((2, 72), 0.99), atol=0.02, rtol=0)
