@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 $(DEMO_DATA)/annotations/instances_val2017.json: | $(STAMP)
-	$(PY) tools/make_synthetic.py coco --out $(DEMO_DATA) --train 800 --val 200 --seed 0
+	$(PY) tools/make_synthetic.py coco --out $(DEMO_DATA) --train 4000 --val 200 --seed 0
 
 demo: $(STAMP) $(DEMO_DATA)/annotations/instances_val2017.json
 	rm -rf $(DEMO_RUN)

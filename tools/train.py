@@ -15,6 +15,7 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 
 import argparse
 import json
+import time
 
 from tasks.common.cli import run_tool
 from tasks.common.runner import train
@@ -29,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_intermixed_args(argv)
     if args.resume and not args.out:
         parser.error("--resume needs --out DIR")
+    start = time.perf_counter()
     run_dir = train(args.config, args.overrides, out=args.out, resume=args.resume)
+    print(f"training and final validation took {(time.perf_counter() - start) / 60:.1f} min")
     metrics_file = run_dir / "metrics.json"
     if metrics_file.is_file():
         print(f"run directory: {run_dir}")

@@ -7,6 +7,7 @@ with 0 left for the background. Original COCO category ids (gapped, 1..90 for CO
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import logging
@@ -235,7 +236,8 @@ class CocoDataModule(L.LightningDataModule):
     Training images go through ``augment`` ("ssd": photometric distortion, zoom out, minimum-IoU crop, flip, resize;
     "flip": flip and resize; "none": resize) and come out ``image_size`` x ``image_size``. Validation images keep
     their size: the model resizes internally and maps boxes back, so val targets are in original pixels.
-    Both annotation files are loaded and validated here, once, so ``num_classes`` etc. are known at construction.
+    The validation file is loaded and checked at construction (``num_classes`` and the class names come from it);
+    the training file on first use, so evaluation reads only the validation files.
     """
 
     def __init__(
@@ -264,16 +266,16 @@ class CocoDataModule(L.LightningDataModule):
         root_path = Path(root).expanduser()
         if not root_path.is_dir():
             raise FileNotFoundError(f"root: {root_path} is not a directory")
-        self.train_images = _resolve(root_path, "train_images", train_images)
-        self.train_annotations = _resolve(root_path, "train_annotations", train_annotations)
+        self._root = root_path
+        self._train_paths = {"train_images": train_images, "train_annotations": train_annotations}
         self.val_images = _resolve(root_path, "val_images", val_images)
         self.val_annotations = _resolve(root_path, "val_annotations", val_annotations)
         self.batch_size = batch_size
         self.val_batch_size = val_batch_size or batch_size
         self.num_workers = num_workers
-        train_transforms = build_train_transforms(
-            image_size,
-            augment,
+        self._train_transform_args = dict(
+            image_size=image_size,
+            augment=augment,
             zoom_out_max_scale=zoom_out_max_scale,
             zoom_out_p=zoom_out_p,
             crop_min_scale=crop_min_scale,
@@ -281,12 +283,20 @@ class CocoDataModule(L.LightningDataModule):
             photometric_p=photometric_p,
             min_box_size=min_box_size,
         )
-        self.train_dataset = CocoDetection(self.train_images, self.train_annotations, train_transforms, train=True)
         self.val_dataset = CocoDetection(self.val_images, self.val_annotations, build_eval_transforms(), train=False)
-        self._check_same_categories()
 
-    def _check_same_categories(self) -> None:
-        train = {cat_id: cat["name"] for cat_id, cat in self.train_dataset.coco.cats.items()}
+    @functools.cached_property
+    def train_dataset(self) -> CocoDetection:
+        """Loaded on first use, so evaluation needs (and reads) only the validation files."""
+        self.train_images = _resolve(self._root, "train_images", self._train_paths["train_images"])
+        self.train_annotations = _resolve(self._root, "train_annotations", self._train_paths["train_annotations"])
+        transforms = build_train_transforms(**self._train_transform_args)
+        dataset = CocoDetection(self.train_images, self.train_annotations, transforms, train=True)
+        self._check_same_categories(dataset)
+        return dataset
+
+    def _check_same_categories(self, train_dataset: CocoDetection) -> None:
+        train = {cat_id: cat["name"] for cat_id, cat in train_dataset.coco.cats.items()}
         val = {cat_id: cat["name"] for cat_id, cat in self.val_dataset.coco.cats.items()}
         if train != val:
             differing = sorted(set(train.items()) ^ set(val.items()))
@@ -297,15 +307,15 @@ class CocoDataModule(L.LightningDataModule):
 
     @property
     def num_classes(self) -> int:
-        return self.train_dataset.num_classes
+        return self.val_dataset.num_classes
 
     @property
     def class_names(self) -> list[str]:
-        return self.train_dataset.class_names
+        return self.val_dataset.class_names
 
     @property
     def label_to_cat_id(self) -> dict[int, int]:
-        return self.train_dataset.label_to_cat_id
+        return self.val_dataset.label_to_cat_id
 
     def data_info(self) -> dict[str, Any]:
         """What the model must know of the data; saved in checkpoints so prediction needs no dataset."""
@@ -313,22 +323,22 @@ class CocoDataModule(L.LightningDataModule):
             "num_classes": self.num_classes,
             "class_names": list(self.class_names),
             "label_to_cat_id": dict(self.label_to_cat_id),
-            "train_size": len(self.train_dataset),
-            "val_size": len(self.val_dataset),
         }
 
-    def _loader(self, dataset: CocoDetection, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(self, dataset: CocoDetection, batch_size: int, train: bool) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
+            shuffle=train,
+            # A last training batch of one image breaks BatchNorm on the 1x1 maps: drop the remainder.
+            drop_last=train and len(dataset) >= batch_size,
             num_workers=self.num_workers,
             collate_fn=collate_detection,
             persistent_workers=self.num_workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_dataset, self.batch_size, shuffle=True)
+        return self._loader(self.train_dataset, self.batch_size, train=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_dataset, self.val_batch_size, shuffle=False)
+        return self._loader(self.val_dataset, self.val_batch_size, train=False)

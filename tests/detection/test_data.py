@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -194,8 +195,18 @@ def test_datamodule_missing_path_names_path_and_argument(shapes_root):
 
 
 def test_datamodule_missing_default_path_says_it_is_the_coco_default(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"train_images: .*train2017 .*COCO 2017 default"):
+    with pytest.raises(FileNotFoundError, match=r"val_images: .*val2017 .*COCO 2017 default"):
         CocoDataModule(str(tmp_path), num_workers=0)
+
+
+def test_datamodule_needs_only_the_validation_files_until_training(shapes_root, tmp_path):
+    (tmp_path / "annotations").mkdir()
+    shutil.copy(shapes_root / "annotations" / "instances_val2017.json", tmp_path / "annotations")
+    shutil.copytree(shapes_root / "val2017", tmp_path / "val2017")
+    datamodule = CocoDataModule(str(tmp_path), num_workers=0)
+    assert datamodule.num_classes == 4 and len(datamodule.val_dataloader()) > 0
+    with pytest.raises(FileNotFoundError, match=r"train_images: .*train2017 .*COCO 2017 default"):
+        datamodule.train_dataloader()
 
 
 def test_datamodule_rejects_val_file_with_other_categories(shapes_root, tmp_path):
@@ -204,6 +215,7 @@ def test_datamodule_rejects_val_file_with_other_categories(shapes_root, tmp_path
         tmp_path / "val.json",
         lambda d: d["categories"][0].update(name="disc"),
     )
+    datamodule = CocoDataModule(str(shapes_root), val_annotations=str(val), num_workers=0)
     with pytest.raises(DatasetError, match="different categories") as error:
-        CocoDataModule(str(shapes_root), val_annotations=str(val), num_workers=0)
+        datamodule.train_dataloader()
     assert "instances_train2017.json" in str(error.value) and str(val) in str(error.value)
