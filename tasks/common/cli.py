@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
+from backbone import WeightLoadError
 from tasks.common.build import CheckpointError
 from tasks.common.config import ConfigError
 from tasks.common.errors import DatasetError
@@ -16,6 +17,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     CheckpointError,
     DatasetError,
     ImageLoadError,
+    WeightLoadError,
     FileNotFoundError,
 )
 

@@ -1,0 +1,179 @@
+"""Reading Stanford Dogs and image folders: lists, labels, boxes, crops, and errors that name the file."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+import torch
+
+from tasks.classification.data import (
+    ClassificationDataModule,
+    ClassificationDataset,
+    DatasetError,
+    Sample,
+    collate,
+    read_dogs_list,
+    read_image_folder,
+    read_stanford_dogs,
+    read_voc_boxes,
+    reduce_boxes,
+)
+from tasks.common.config import ConfigError
+
+from .conftest import NUM_BREEDS, TEST_PER_BREED, TRAIN_PER_BREED
+
+VOC_TWO_DOGS = """<annotation>
+\t<folder>02085620</folder>
+\t<filename>n02085620_7</filename>
+\t<source><database>ImageNet database</database></source>
+\t<size><width>60</width><height>50</height><depth>3</depth></size>
+\t<segment>0</segment>
+\t<object><name>Chihuahua</name><pose>Unspecified</pose><truncated>0</truncated><difficult>0</difficult>
+\t\t<bndbox><xmin>11</xmin><ymin>6</ymin><xmax>30</xmax><ymax>40</ymax></bndbox></object>
+\t<object><name>Chihuahua</name><pose>Unspecified</pose><truncated>0</truncated><difficult>0</difficult>
+\t\t<bndbox><xmin>26</xmin><ymin>21</ymin><xmax>55</xmax><ymax>45</ymax></bndbox></object>
+</annotation>
+"""
+
+
+def _as_array(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(image.copy())
+
+
+def test_dogs_list_gives_files_annotations_and_one_based_labels(dogs_root: Path) -> None:
+    files, annotations, labels = read_dogs_list(dogs_root / "train_list.mat")
+
+    assert len(files) == len(annotations) == len(labels) == NUM_BREEDS * TRAIN_PER_BREED
+    assert sorted(set(labels)) == list(range(1, NUM_BREEDS + 1))
+    assert files[0].startswith("n02085620-Chihuahua/n02085620_") and files[0].endswith(".jpg")
+    assert annotations[0] == files[0].removesuffix(".jpg")
+
+
+def test_stanford_dogs_labels_are_zero_based_and_named_after_the_breed_folder(dogs_root: Path) -> None:
+    train, test, names = read_stanford_dogs(dogs_root)
+
+    assert (len(train), len(test)) == (NUM_BREEDS * TRAIN_PER_BREED, NUM_BREEDS * TEST_PER_BREED)
+    assert names == ["Chihuahua", "Japanese_spaniel", "Maltese_dog", "Pekinese", "Shih-Tzu"]
+    for sample in train + test:
+        assert sample.path.is_file()
+        assert sample.path.parent.name.split("-", 1)[1] == names[sample.label]
+        assert sample.box is None
+
+
+def test_voc_boxes_become_zero_based_pixels(tmp_path: Path) -> None:
+    path = tmp_path / "n02085620_7"
+    path.write_text(VOC_TWO_DOGS)
+
+    boxes = read_voc_boxes(path)
+
+    np.testing.assert_array_equal(boxes, [[10, 5, 30, 40], [25, 20, 55, 45]])
+
+
+def test_box_crop_takes_the_union_or_the_first_box() -> None:
+    boxes = np.array([[10, 5, 30, 40], [25, 20, 55, 45]], dtype=np.float32)
+
+    assert reduce_boxes(boxes, "union") == (10, 5, 55, 45)
+    assert reduce_boxes(boxes, "first") == (10, 5, 30, 40)
+
+
+def test_dataset_crops_each_image_to_its_box(dogs_root: Path) -> None:
+    train, _, _ = read_stanford_dogs(dogs_root, crop_to_box="union")
+    sample = train[0]
+    x1, y1, x2, y2 = sample.box
+    expected = read_voc_boxes(dogs_root / "Annotation" / sample.path.parent.name / sample.path.stem)
+
+    image, label, index = ClassificationDataset([sample], _as_array)[0]
+
+    assert (x1, y1) == tuple(expected[:, :2].min(axis=0).astype(int))
+    assert tuple(image.shape) == (y2 - y1, x2 - x1, 3)
+    assert (label, index) == (sample.label, 0)
+
+
+def test_a_missing_list_file_is_named(dogs_copy: Path) -> None:
+    (dogs_copy / "test_list.mat").unlink()
+
+    with pytest.raises(DatasetError, match="test_list.mat"):
+        read_stanford_dogs(dogs_copy)
+
+
+def test_a_listed_image_that_is_absent_is_named(dogs_copy: Path) -> None:
+    files, _, _ = read_dogs_list(dogs_copy / "train_list.mat")
+    (dogs_copy / "Images" / files[3]).unlink()
+
+    with pytest.raises(DatasetError, match=files[3].split("/")[1]):
+        read_stanford_dogs(dogs_copy)
+
+
+def test_a_list_without_labels_is_refused_naming_the_field(tmp_path: Path) -> None:
+    cell = np.empty((1, 1), dtype=object)
+    cell[0, 0] = np.array(["a-b/a_1.jpg"])
+    scipy.io.savemat(tmp_path / "train_list.mat", {"file_list": cell, "annotation_list": cell})
+
+    with pytest.raises(DatasetError, match="labels"):
+        read_dogs_list(tmp_path / "train_list.mat")
+
+
+def test_a_corrupt_training_image_is_skipped_with_a_warning_naming_it(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8 not really a jpeg")
+    dataset = ClassificationDataset([Sample(bad, 0)], _as_array, skip_unreadable=True)
+
+    with pytest.warns(UserWarning, match="bad.jpg"):
+        item = dataset[0]
+
+    assert item is None
+    images, labels, indices, skipped = collate([item])
+    assert (len(labels), skipped) == (0, 1)
+
+
+def test_a_corrupt_validation_image_is_an_error_naming_it(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8 not really a jpeg")
+    dataset = ClassificationDataset([Sample(bad, 0)], _as_array)
+
+    with pytest.raises(DatasetError, match="bad.jpg"):
+        dataset[0]
+
+
+def test_image_folder_classes_come_from_train_and_val_must_use_them(shapes_root: Path) -> None:
+    train, names = read_image_folder(shapes_root / "train")
+    val, _ = read_image_folder(shapes_root / "val", names)
+
+    assert names == sorted(names) and len(names) == 3
+    assert (len(train), len(val)) == (48, 24)
+    assert {s.label for s in val} == {0, 1, 2}
+    with pytest.raises(DatasetError, match="not one of the training classes"):
+        read_image_folder(shapes_root / "val", names[:2])
+
+
+def test_data_info_reports_classes_and_split_sizes(dogs_root: Path) -> None:
+    datamodule = ClassificationDataModule(str(dogs_root), layout="stanford_dogs", image_size=32, num_workers=0)
+
+    info = datamodule.data_info()
+
+    assert info["num_classes"] == NUM_BREEDS and len(info["class_names"]) == NUM_BREEDS
+    assert (info["train_size"], info["val_size"]) == (NUM_BREEDS * TRAIN_PER_BREED, NUM_BREEDS * TEST_PER_BREED)
+
+
+def test_batches_are_normalised_squares_with_dataset_indices(dogs_root: Path) -> None:
+    datamodule = ClassificationDataModule(
+        str(dogs_root), layout="stanford_dogs", image_size=32, batch_size=4, num_workers=0, crop_to_box="first"
+    )
+    datamodule.setup("fit")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no image is skipped
+        images, labels, indices, skipped = next(iter(datamodule.val_dataloader()))
+
+    assert images.shape == (4, 3, 32, 32) and images.dtype == torch.float32
+    assert -1.0 <= images.min() and images.max() <= 1.0
+    assert indices.tolist() == [0, 1, 2, 3] and skipped == 0
+
+
+def test_box_crops_need_the_stanford_dogs_layout(shapes_root: Path) -> None:
+    with pytest.raises(ConfigError, match="crop_to_box"):
+        ClassificationDataModule(str(shapes_root), layout="imagefolder", crop_to_box="union")

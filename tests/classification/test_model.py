@@ -1,0 +1,134 @@
+"""The classifier: any width and input size, a frozen backbone phase, timm networks, and weights shared with
+the detection task in both directions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from backbone import load_weights
+from tasks.classification.data import ClassificationDataModule
+from tasks.classification.model import build_classifier
+from tasks.detection.ssd import ssd300_mobilenet_v1
+
+
+def _lightning_checkpoint(model: nn.Module, path: Path) -> Path:
+    """What tools/train.py writes: the task module's state dict, whose model sits under ``model.``."""
+    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}, path)
+    return path
+
+
+@pytest.mark.parametrize(("width_mult", "size"), [(0.25, 32), (0.5, 50)])
+def test_logits_have_one_column_per_class_at_any_width_and_size(width_mult: float, size: int) -> None:
+    model = build_classifier(num_classes=7, width_mult=width_mult).eval()
+
+    assert model(torch.rand(2, 3, size, size)).shape == (2, 7)
+
+
+def _recalibrate_batchnorm(model: nn.Module, batches) -> None:
+    """Exact BatchNorm statistics of the final weights ("precise BN"): after a few fast steps the running averages
+    still mix in the statistics of the first weights."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+            module.momentum = None  # a cumulative average
+    model.train()
+    with torch.no_grad():
+        for images, _, _, _ in batches:
+            model(images)
+
+
+def test_a_few_training_steps_beat_chance(shapes_root: Path) -> None:
+    torch.manual_seed(0)
+    data = ClassificationDataModule(
+        str(shapes_root), image_size=48, batch_size=16, num_workers=0, augment="none", eval_crop_fraction=1.0
+    )
+    data.setup("fit")
+    model = build_classifier(num_classes=3, width_mult=0.25)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    for _ in range(10):  # 3 steps an epoch
+        for images, labels, _, _ in data.train_dataloader():
+            loss = nn.functional.cross_entropy(model(images), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    _recalibrate_batchnorm(model, data.train_dataloader())
+
+    model.eval()
+    with torch.no_grad():
+        correct = sum((model(x).argmax(1) == y).sum().item() for x, y, _, _ in data.val_dataloader())
+    assert correct / len(data.val_dataset) > 0.5  # chance is 1/3
+
+
+def test_a_frozen_backbone_gets_no_gradients_and_keeps_its_batchnorm_statistics() -> None:
+    model = build_classifier(num_classes=3, width_mult=0.25, freeze_backbone_epochs=1)
+    model.set_backbone_frozen(True)
+    model.train()
+    running_mean = model.network.backbone.conv1.pw.bn.running_mean.clone()
+
+    model(torch.rand(2, 3, 32, 32)).sum().backward()
+
+    assert all(p.grad is None for p in model.network.backbone.parameters())
+    assert model.network.fc.weight.grad is not None
+    assert torch.equal(model.network.backbone.conv1.pw.bn.running_mean, running_mean)
+    model.set_backbone_frozen(False)
+    assert all(p.requires_grad for p in model.parameters()) and model.network.backbone.conv1.pw.bn.training
+
+
+def test_a_timm_network_can_be_the_classifier() -> None:
+    pytest.importorskip("timm")
+    model = build_classifier(num_classes=4, backbone="timm:resnet10t").eval()
+
+    assert model(torch.rand(1, 3, 32, 32)).shape == (1, 4)
+    assert model.head_name == "fc"
+
+
+def test_timm_weights_load_from_a_local_file_without_the_classifier_of_another_size(tmp_path: Path) -> None:
+    timm = pytest.importorskip("timm")
+    source = timm.create_model("resnet10t", pretrained=False, num_classes=10)
+    path = tmp_path / "resnet10t.pth"
+    torch.save(source.state_dict(), path)
+
+    model = build_classifier(num_classes=4, backbone="timm:resnet10t", backbone_weights=str(path))
+
+    assert torch.equal(model.network.conv1[0].weight, source.conv1[0].weight)
+    assert model.network.fc.weight.shape == (4, source.fc.in_features)
+
+
+def test_mobilenet_knobs_are_refused_for_a_timm_network() -> None:
+    with pytest.raises(ValueError, match="width_mult"):
+        build_classifier(num_classes=4, backbone="timm:resnet10t", width_mult=0.5)
+
+
+def test_a_detection_checkpoint_gives_the_classifier_its_backbone(tmp_path: Path) -> None:
+    detector = ssd300_mobilenet_v1(num_classes=2, width_mult=0.25)
+    path = _lightning_checkpoint(detector, tmp_path / "ssd.ckpt")
+
+    classifier = build_classifier(num_classes=5, width_mult=0.25, backbone_weights=str(path))
+
+    ours, theirs = classifier.network.backbone, detector.backbone.body
+    assert torch.equal(ours.conv7.pw.conv.weight, theirs.conv7.pw.conv.weight)
+    assert torch.equal(ours.conv13.dw.bn.running_var, theirs.conv13.dw.bn.running_var)
+
+
+def test_a_classifier_checkpoint_gives_the_detector_its_backbone(tmp_path: Path) -> None:
+    classifier = build_classifier(num_classes=5, width_mult=0.25)
+    with torch.no_grad():
+        classifier.network.backbone.conv3.dw.conv.weight.add_(1.0)  # differ from any fresh initialisation
+    path = _lightning_checkpoint(classifier, tmp_path / "classifier.ckpt")
+
+    detector = load_weights(ssd300_mobilenet_v1(num_classes=2, width_mult=0.25), path)
+
+    assert torch.equal(detector.backbone.body.conv3.dw.conv.weight, classifier.network.backbone.conv3.dw.conv.weight)
+
+
+def test_a_classifier_checkpoint_with_the_same_classes_restores_the_classifier_too(tmp_path: Path) -> None:
+    source = build_classifier(num_classes=5, width_mult=0.25)
+    path = _lightning_checkpoint(source, tmp_path / "classifier.ckpt")
+
+    model = build_classifier(num_classes=5, width_mult=0.25, backbone_weights=str(path))
+
+    assert torch.equal(model.network.fc.weight, source.network.fc.weight)

@@ -1,0 +1,100 @@
+"""Validation metrics counted once per image, the run-directory outputs, and predictions.json."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from tasks.classification.module import (
+    ClassificationModule,
+    classification_metrics,
+    merge_predictions,
+    plot_confusion_matrix,
+    write_per_class_accuracy,
+)
+from tasks.classification.predict import predict_images
+from tasks.common.config import ConfigError
+
+
+def _part(indices: list[int], labels: list[int], topk: list[list[int]]) -> dict[str, torch.Tensor]:
+    return {"indices": torch.tensor(indices), "labels": torch.tensor(labels), "topk": torch.tensor(topk)}
+
+
+def _module(num_classes: int) -> ClassificationModule:
+    names = [f"class_{i}" for i in range(num_classes)]
+    data_info = {"class_names": names, "num_classes": num_classes, "image_size": 32, "train_size": 8, "val_size": 4}
+    model = {"name": "classifier", "num_classes": num_classes, "width_mult": 0.25}
+    return ClassificationModule(model=model, optimizer={}, data_info=data_info)
+
+
+def test_predictions_padded_by_a_distributed_sampler_count_once() -> None:
+    # Two processes; the sampler padded rank 1 with image 0 again.
+    rank0 = _part([0, 2], [1, 0], [[1, 0, 2], [2, 0, 1]])
+    rank1 = _part([1, 0], [2, 1], [[2, 1, 0], [1, 0, 2]])
+
+    merged = merge_predictions([rank0, rank1])
+
+    assert merged["indices"].tolist() == [0, 1, 2]
+    assert merged["labels"].tolist() == [1, 2, 0]
+    assert merged["topk"][:, 0].tolist() == [1, 2, 2]
+
+
+def test_top1_and_top5_count_the_label_among_the_first_one_and_five() -> None:
+    labels = torch.tensor([0, 1, 2, 3])
+    topk = torch.tensor([[0, 1, 2, 3, 4], [0, 1, 2, 3, 4], [5, 6, 7, 8, 2], [5, 6, 7, 8, 9]])
+
+    metrics, confusion = classification_metrics(labels, topk, num_classes=10)
+
+    assert metrics == {"top1": 0.25, "top5": 0.75, "num_images": 4}
+    assert confusion.shape == (10, 10) and confusion[1, 0] == 1 and confusion.trace() == 1
+
+
+def test_top5_is_null_with_fewer_than_five_classes() -> None:
+    metrics, _ = classification_metrics(torch.tensor([0, 1]), torch.tensor([[0, 1, 2], [0, 1, 2]]), num_classes=3)
+
+    assert metrics["top1"] == 0.5 and metrics["top5"] is None
+
+
+def test_per_class_accuracy_csv_and_confusion_picture(tmp_path: Path) -> None:
+    confusion = torch.tensor([[3, 1, 0], [0, 2, 0], [0, 0, 0]])
+    names = ["Chihuahua", "Shih-Tzu", "basset"]
+
+    write_per_class_accuracy(confusion, names, tmp_path / "per_class_accuracy.csv")
+    plot_confusion_matrix(confusion, names, tmp_path / "confusion_matrix.png")
+
+    rows = list(csv.DictReader(open(tmp_path / "per_class_accuracy.csv")))
+    assert [r["class_name"] for r in rows] == names
+    assert [(r["support"], r["correct"], r["accuracy"]) for r in rows] == [
+        ("4", "3", "0.7500"),
+        ("2", "2", "1.0000"),
+        ("0", "0", ""),
+    ]
+    assert Image.open(tmp_path / "confusion_matrix.png").format == "PNG"
+
+
+def test_a_model_num_classes_that_contradicts_the_data_is_refused() -> None:
+    data_info = {"class_names": ["a", "b"], "num_classes": 2}
+    with pytest.raises(ConfigError, match="num_classes"):
+        ClassificationModule(model={"name": "classifier", "num_classes": 3}, optimizer={}, data_info=data_info)
+
+
+def test_predict_writes_the_top_classes_of_each_image(tmp_path: Path) -> None:
+    module = _module(num_classes=3)
+    for index in range(3):
+        Image.new("RGB", (40 + index, 30), (index * 80, 100, 50)).save(tmp_path / f"image_{index}.png")
+
+    records = predict_images(module, [tmp_path], tmp_path / "out")
+
+    saved = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert saved == records and len(records) == 3
+    for record in records:
+        assert record["file"].endswith(".png")
+        assert len(record["top5"]) == 3  # fewer than 5 classes
+        assert {entry["class"] for entry in record["top5"]} == {"class_0", "class_1", "class_2"}
+        scores = [entry["score"] for entry in record["top5"]]
+        assert scores == sorted(scores, reverse=True) and abs(sum(scores) - 1) < 1e-3
