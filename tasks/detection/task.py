@@ -9,11 +9,13 @@ from torch import nn
 
 from tasks.common.task import Task
 from tasks.detection.data import CocoDataModule
+from tasks.detection.faster_rcnn import fasterrcnn_mobilenet_v1
 from tasks.detection.module import DetectionModule
 from tasks.detection.ssd import ssd300_mobilenet_v1
 
 MODEL_BUILDERS = {
     "ssd300_mobilenet_v1": ssd300_mobilenet_v1,
+    "fasterrcnn_mobilenet_v1": fasterrcnn_mobilenet_v1,
 }
 
 
