@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEMO_DATA := data/shapes
 DEMO_RUN := runs/demo
 
-.PHONY: demo test lint install clean-demo
+.PHONY: demo demo-frcnn demo-dogs test lint install
 
 install: $(STAMP)
 
@@ -30,6 +30,16 @@ demo: $(STAMP) $(DEMO_DATA)/annotations/instances_val2017.json
 	$(PY) tools/predict.py configs/demo_shapes_ssd.yaml --checkpoint $(DEMO_RUN)/checkpoints/last.ckpt \
 		$$(ls $(DEMO_DATA)/val2017/*.jpg | head -n 16) --out $(DEMO_RUN)/pictures
 	@echo "demo done: $(DEMO_RUN)/eval/metrics.json, pictures in $(DEMO_RUN)/pictures"
+
+# The other demos: Faster-RCNN on the same shapes set, and the classifier on the synthetic Stanford Dogs set.
+demo-frcnn: $(STAMP) $(DEMO_DATA)/annotations/instances_val2017.json
+	$(PY) tools/train.py configs/demo_shapes_frcnn.yaml --out runs/demo_frcnn
+
+data/dogs/train_list.mat: | $(STAMP)
+	$(PY) tools/make_synthetic.py dogs --out data/dogs
+
+demo-dogs: $(STAMP) data/dogs/train_list.mat
+	$(PY) tools/train.py configs/demo_dogs.yaml --out runs/demo_dogs
 
 test: $(STAMP)
 	$(PY) -m pytest -q
