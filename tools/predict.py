@@ -31,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     inputs = [item for item in args.inputs if item not in overrides]
     task, module = build_from_checkpoint(args.config, args.checkpoint, overrides)
     records = task.predict(module, inputs, args.out, score_threshold=args.score_threshold)
-    print(f"wrote {len(records)} predictions and pictures to {args.out}")
+    written = Path(args.out) / "predictions.json"
+    what = "detections and one picture per image" if task.name == "detection" else "images' top-5 classes"
+    print(f"wrote {len(records)} records ({what}) to {written}")
     return 0
 
 

@@ -153,6 +153,22 @@ class ClassificationModule(TaskModule):
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        from lightning.pytorch.strategies import DDPStrategy
+
+        strategy = self.trainer.strategy if self._trainer is not None else None
+        if (
+            stage == "fit"
+            and self.model.freeze_backbone_epochs > 0
+            and isinstance(strategy, DDPStrategy)
+            and not strategy._ddp_kwargs.get("find_unused_parameters", False)
+        ):
+            # A frozen backbone's parameters get no gradient, which plain DDP treats as an error mid-epoch.
+            raise ConfigError(
+                "model.freeze_backbone_epochs > 0 under DDP needs trainer.strategy: ddp_find_unused_parameters_true"
+            )
+
     def on_train_epoch_start(self) -> None:
         frozen = self.current_epoch < self.model.freeze_backbone_epochs
         if frozen != self.model.backbone_frozen:

@@ -129,7 +129,9 @@ def _place_objects(
             size = rng.uniform(size_range[0], min(size_range[1], height, width))
             angle = rng.uniform(0, 2 * math.pi)
             rotation = np.array([[math.cos(angle), math.sin(angle)], [-math.sin(angle), math.cos(angle)]])
-            offsets = _TEMPLATES[cat_id] @ rotation * (size / 2)
+            offsets = _TEMPLATES[cat_id] @ rotation
+            # ``size`` is the longer side of the shape's box, as a data set's object sizes are quoted.
+            offsets *= size / float((offsets.max(axis=0) - offsets.min(axis=0)).max())
             low, high = offsets.min(axis=0), offsets.max(axis=0)
             centre_x = rng.uniform(-low[0], width - high[0])
             centre_y = rng.uniform(-low[1], height - high[1])
@@ -256,8 +258,8 @@ def make_shapes_coco(
 ) -> Path:
     """Write the synthetic shapes set under ``out`` in the COCO 2017 layout and return ``out``.
 
-    ``image_size_range`` bounds width and height (drawn independently); ``object_size_range`` bounds each shape's
-    circumscribed diameter in pixels; ``objects_range`` is the number of shapes tried per non-empty image (a shape
+    ``image_size_range`` bounds width and height (drawn independently); ``object_size_range`` bounds the longer side
+    of each shape's box in pixels; ``objects_range`` is the number of shapes tried per non-empty image (a shape
     that cannot be placed within the visibility rule after a few tries is left out).
     """
     if num_train < 0 or num_val < 0:

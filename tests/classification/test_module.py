@@ -98,3 +98,23 @@ def test_predict_writes_the_top_classes_of_each_image(tmp_path: Path) -> None:
         assert {entry["class"] for entry in record["top5"]} == {"class_0", "class_1", "class_2"}
         scores = [entry["score"] for entry in record["top5"]]
         assert scores == sorted(scores, reverse=True) and abs(sum(scores) - 1) < 1e-3
+
+
+def _module_under(strategy, freeze_backbone_epochs: int) -> ClassificationModule:
+    import lightning as L
+
+    names = ["a", "b", "c"]
+    data_info = {"class_names": names, "num_classes": 3, "image_size": 32, "train_size": 8, "val_size": 4}
+    model = {"name": "classifier", "num_classes": 3, "width_mult": 0.25, "freeze_backbone_epochs": freeze_backbone_epochs}
+    module = ClassificationModule(model=model, optimizer={}, data_info=data_info)
+    module.trainer = L.Trainer(accelerator="cpu", devices=1, strategy=strategy, logger=False)
+    return module
+
+
+def test_a_frozen_backbone_under_plain_ddp_is_refused_before_training_with_the_fix() -> None:
+    from lightning.pytorch.strategies import DDPStrategy
+
+    with pytest.raises(ConfigError, match="ddp_find_unused_parameters_true"):
+        _module_under(DDPStrategy(), freeze_backbone_epochs=1).setup("fit")
+    _module_under(DDPStrategy(find_unused_parameters=True), freeze_backbone_epochs=1).setup("fit")
+    _module_under(DDPStrategy(), freeze_backbone_epochs=0).setup("fit")
