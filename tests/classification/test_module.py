@@ -105,7 +105,12 @@ def _module_under(strategy, freeze_backbone_epochs: int) -> ClassificationModule
 
     names = ["a", "b", "c"]
     data_info = {"class_names": names, "num_classes": 3, "image_size": 32, "train_size": 8, "val_size": 4}
-    model = {"name": "classifier", "num_classes": 3, "width_mult": 0.25, "freeze_backbone_epochs": freeze_backbone_epochs}
+    model = {
+        "name": "classifier",
+        "num_classes": 3,
+        "width_mult": 0.25,
+        "freeze_backbone_epochs": freeze_backbone_epochs,
+    }
     module = ClassificationModule(model=model, optimizer={}, data_info=data_info)
     module.trainer = L.Trainer(accelerator="cpu", devices=1, strategy=strategy, logger=False)
     return module

@@ -69,7 +69,13 @@ def test_same_seed_gives_identical_files_and_another_seed_does_not(tmp_path):
 
 def test_object_sizes_are_the_longer_side_of_their_boxes(tmp_path):
     root = make_shapes_coco(
-        tmp_path, num_train=20, num_val=0, seed=3, image_size_range=(96, 160), object_size_range=(24, 60), min_visible=0.5
+        tmp_path,
+        num_train=20,
+        num_val=0,
+        seed=3,
+        image_size_range=(96, 160),
+        object_size_range=(24, 60),
+        min_visible=0.5,
     )
     sides = [max(ann["bbox"][2:]) for ann in load(root, "train").dataset["annotations"]]
     assert sides and min(sides) >= 24 - 0.02 and max(sides) <= 60 + 0.02
