@@ -32,8 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     task, module = build_from_checkpoint(args.config, args.checkpoint, overrides)
     records = task.predict(module, inputs, args.out, score_threshold=args.score_threshold)
     written = Path(args.out) / "predictions.json"
-    what = "detections and one picture per image" if task.name == "detection" else "images' top-5 classes"
-    print(f"wrote {len(records)} records ({what}) to {written}")
+    print(f"wrote {len(records)} records ({task.predict_summary}) to {written}")
     return 0
 
 

@@ -37,5 +37,6 @@ TASK = Task(
     default_model="classifier",
     monitor="val/top1",
     predict=_predict,
+    predict_summary="each image's top-5 classes",
     profile_input=profile_input,
 )

@@ -89,11 +89,17 @@ def _read_checkpoint(path: Path) -> dict[str, Any]:
         ) from error
 
 
-def load_checkpoint(module: L.LightningModule, path: str | Path, checkpoint: dict | None = None) -> dict[str, Any]:
+def load_checkpoint(
+    module: L.LightningModule,
+    path: str | Path,
+    checkpoint: dict | None = None,
+    inference_keys: Sequence[str] = (),
+) -> dict[str, Any]:
     """Load a Lightning checkpoint written by tools/train.py into ``module`` (weights only, no unpickling of code).
 
     The model settings saved in the checkpoint must match the module's: a checkpoint of another architecture,
-    width or class list is refused with the differing keys named.
+    width or class list is refused with the differing keys named. ``inference_keys`` (post-processing settings
+    such as score thresholds) may differ.
     """
     path = Path(path)
     checkpoint = checkpoint if checkpoint is not None else _read_checkpoint(path)
@@ -112,7 +118,9 @@ def load_checkpoint(module: L.LightningModule, path: str | Path, checkpoint: dic
     current = dict(module.hparams.get("model", {}))
     if saved is not None:
         differing = sorted(
-            key for key in set(saved) | set(current) if key != "backbone_weights" and saved.get(key) != current.get(key)
+            key
+            for key in set(saved) | set(current)
+            if key != "backbone_weights" and key not in inference_keys and saved.get(key) != current.get(key)
         )
         if differing:
             details = ", ".join(
@@ -148,7 +156,7 @@ def build_from_checkpoint(
     if data_info is None:
         raise CheckpointError(f"{checkpoint_path} is not a checkpoint written by tools/train.py (no data_info)")
     module = build_module(task, config, data_info)
-    load_checkpoint(module, checkpoint_path, checkpoint)
+    load_checkpoint(module, checkpoint_path, checkpoint, task.inference_model_keys)
     return task, module
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -15,13 +16,22 @@ from lightning.pytorch.loggers import CSVLogger
 
 from tasks.common.build import CheckpointError, load_checkpoint, load_run
 from tasks.common.config import dump_config
+from tasks.common.task import Task
 
 __all__ = ["default_run_dir", "build_trainer", "train", "evaluate", "write_json"]
 
 log = logging.getLogger(__name__)
 
 
+# Lightning's DDP launcher starts the other ranks as new processes running the same command a second or more later:
+# they read the run directory the first process chose from the environment they inherit, not a later timestamp.
+RUN_DIR_ENV = "MOBILENET_TOOLKIT_RUN_DIR"
+
+
 def default_run_dir(config_path: str | Path) -> Path:
+    inherited = os.environ.get(RUN_DIR_ENV)
+    if inherited:
+        return Path(inherited)
     return Path("runs") / Path(config_path).stem / datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
@@ -84,6 +94,26 @@ def train(
         if not ckpt_path.is_file():
             raise CheckpointError(f"cannot resume: {ckpt_path} does not exist")
     run_dir.mkdir(parents=True, exist_ok=True)
+    inherited = os.environ.get(RUN_DIR_ENV)
+    os.environ[RUN_DIR_ENV] = str(run_dir)
+    try:
+        _fit_and_validate(config, task, datamodule, module, run_dir, ckpt_path)
+    finally:
+        if inherited is None:
+            del os.environ[RUN_DIR_ENV]
+        else:
+            os.environ[RUN_DIR_ENV] = inherited
+    return run_dir
+
+
+def _fit_and_validate(
+    config: dict[str, Any],
+    task: Task,
+    datamodule: L.LightningDataModule,
+    module: L.LightningModule,
+    run_dir: Path,
+    ckpt_path: Path | None,
+) -> None:
     L.seed_everything(config.get("seed", 0), workers=True, verbose=False)
     trainer = build_trainer(config["trainer"], run_dir, task.monitor, task.monitor_mode)
     if trainer.is_global_zero:
@@ -95,7 +125,6 @@ def train(
         metrics = module.final_metrics()
         write_json(metrics, run_dir / "metrics.json")
         module.write_outputs(run_dir)
-    return run_dir
 
 
 def evaluate(
@@ -103,7 +132,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate ``checkpoint`` on the config's validation data; write metrics.json (and task outputs) to ``out``."""
     config, task, datamodule, module = load_run(config_path, overrides)
-    load_checkpoint(module, checkpoint)
+    load_checkpoint(module, checkpoint, inference_keys=task.inference_model_keys)
     run_dir = Path(out) if out is not None else Path(checkpoint).resolve().parent.parent / "eval"
     trainer = build_trainer(config["trainer"], run_dir, train=False)
     trainer.validate(module, datamodule=datamodule, verbose=False)

@@ -33,9 +33,13 @@ class Task:
     # Keys of ``data_info()`` that fill the model section when it does not set them (e.g. num_classes).
     model_defaults_from_data: Sequence[str] = ("num_classes",)
     predict: Callable[..., Any] | None = None
+    # What ``predict`` writes for each record, for the tool's closing message.
+    predict_summary: str = "predictions"
     # (model, config) -> (example input, description) for tools/profile.py CONFIG.
     profile_input: Callable[[nn.Module, dict[str, Any]], tuple[Any, str]] | None = None
     extra_sections: Sequence[str] = field(default_factory=tuple)
+    # ``model:`` keys that only change post-processing: eval.py and predict.py may set them unlike the training run.
+    inference_model_keys: Sequence[str] = ()
 
 
 # The tasks a config's ``task:`` key may name, and the module holding each one's ``TASK``.

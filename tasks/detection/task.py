@@ -41,5 +41,14 @@ TASK = Task(
     default_model="ssd300_mobilenet_v1",
     monitor="val/map",
     predict=_predict,
+    predict_summary="detections, and one picture per image",
     profile_input=profile_input,
+    inference_model_keys=(
+        "score_threshold",
+        "nms_threshold",
+        "detections_per_image",
+        "topk_candidates",  # SSD
+        "rpn_pre_nms_top_n_test",  # Faster-RCNN
+        "proposals_test",
+    ),
 )

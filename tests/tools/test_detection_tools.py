@@ -32,10 +32,13 @@ TINY = [
 pytestmark = pytest.mark.slow
 
 
-def run_tool(tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+DDP = ["trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp"]
+
+
+def run_tool(tool: str, *args: str, check: bool = True, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     result = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / tool), *args], capture_output=True, text=True, cwd=ROOT, env=env
+        [sys.executable, str(ROOT / "tools" / tool), *args], capture_output=True, text=True, cwd=cwd, env=env
     )
     if check and result.returncode != 0:
         raise AssertionError(f"{tool} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
@@ -85,9 +88,8 @@ def test_eval_writes_metrics_and_loadable_coco_predictions(trained: Path, shapes
 
 def test_two_process_ddp_eval_counts_each_image_once(trained: Path, shapes: Path, tmp_path: Path) -> None:
     ckpt = trained / "checkpoints" / "last.ckpt"
-    ddp = ["trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp"]
     run_tool(
-        "eval.py", str(CONFIG), "--checkpoint", str(ckpt), "--out", str(tmp_path), f"data.root={shapes}", *TINY, *ddp
+        "eval.py", str(CONFIG), "--checkpoint", str(ckpt), "--out", str(tmp_path), f"data.root={shapes}", *TINY, *DDP
     )
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["num_images"] == 7
@@ -96,6 +98,15 @@ def test_two_process_ddp_eval_counts_each_image_once(trained: Path, shapes: Path
     for p in predictions:
         per_image[p["image_id"]] = per_image.get(p["image_id"], 0) + 1
     assert max(per_image.values()) <= 100  # a repeated image would double its detections past the cap
+
+
+def test_two_process_ddp_training_writes_one_default_run_directory(shapes: Path, tmp_path: Path) -> None:
+    # The second rank is a new process started seconds later: it must not pick a run directory of its own.
+    run_tool("train.py", str(CONFIG), f"data.root={shapes}", *TINY, *DDP, cwd=tmp_path)
+    runs = list((tmp_path / "runs" / CONFIG.stem).iterdir())
+    assert len(runs) == 1, runs
+    assert (runs[0] / "checkpoints" / "last.ckpt").is_file()
+    assert json.loads((runs[0] / "metrics.json").read_text())["num_images"] == 7
 
 
 def test_predict_draws_pictures_and_writes_records(trained: Path, shapes: Path, tmp_path: Path) -> None:
@@ -147,6 +158,20 @@ def test_unknown_override_key_is_an_error_naming_it(shapes: Path, tmp_path: Path
     result = run_tool("train.py", str(CONFIG), "--out", str(tmp_path), "model.widht_mult=0.5", check=False)
     assert result.returncode == 2
     assert "model.widht_mult" in result.stderr
+
+
+def test_eval_may_change_post_processing_settings(trained: Path, shapes: Path, tmp_path: Path) -> None:
+    ckpt = trained / "checkpoints" / "last.ckpt"
+    # Trained with NMS at 0.6 keeping 100 detections per image.
+    post = ["model.nms_threshold=0.3", "model.detections_per_image=2"]
+    args = ["--checkpoint", str(ckpt), "--out", str(tmp_path), f"data.root={shapes}", *TINY, *post]
+    run_tool("eval.py", str(CONFIG), *args)
+    predictions = json.loads((tmp_path / "predictions.json").read_text())
+    assert predictions
+    per_image: dict[int, int] = {}
+    for p in predictions:
+        per_image[p["image_id"]] = per_image.get(p["image_id"], 0) + 1
+    assert max(per_image.values()) <= 2
 
 
 def test_eval_refuses_a_checkpoint_of_another_width(trained: Path, shapes: Path, tmp_path: Path) -> None:
