@@ -54,13 +54,15 @@ def predict_images(
                         "score": round(float(score), 4),
                     }
                 )
-            picture = draw_bounding_boxes(
-                torch.from_numpy(array).permute(2, 0, 1),
-                boxes,
-                labels=[f"{n} {s:.2f}" for n, s in zip(names, scores.tolist(), strict=False)],
-                colors=[_PALETTE[(int(label) - 1) % len(_PALETTE)] for label in labels],
-                width=2,
-            )
+            picture = torch.from_numpy(array).permute(2, 0, 1)
+            if len(boxes):  # torchvision warns on an empty box list: an image with nothing found is saved as is
+                picture = draw_bounding_boxes(
+                    picture,
+                    boxes,
+                    labels=[f"{n} {s:.2f}" for n, s in zip(names, scores.tolist(), strict=False)],
+                    colors=[_PALETTE[(int(label) - 1) % len(_PALETTE)] for label in labels],
+                    width=2,
+                )
             name = path.stem
             while name in used_names:
                 name += "_"
