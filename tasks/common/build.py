@@ -117,10 +117,9 @@ def load_checkpoint(
     saved = checkpoint.get("hyper_parameters", {}).get("model")
     current = dict(module.hparams.get("model", {}))
     if saved is not None:
+        may_differ = {"backbone_weights", *inference_keys}
         differing = sorted(
-            key
-            for key in set(saved) | set(current)
-            if key != "backbone_weights" and key not in inference_keys and saved.get(key) != current.get(key)
+            key for key in (set(saved) | set(current)) - may_differ if saved.get(key) != current.get(key)
         )
         if differing:
             details = ", ".join(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,6 @@ from lightning.pytorch.loggers import CSVLogger
 
 from tasks.common.build import CheckpointError, load_checkpoint, load_run
 from tasks.common.config import dump_config
-from tasks.common.task import Task
 
 __all__ = ["default_run_dir", "build_trainer", "train", "evaluate", "write_json"]
 
@@ -33,6 +33,20 @@ def default_run_dir(config_path: str | Path) -> Path:
     if inherited:
         return Path(inherited)
     return Path("runs") / Path(config_path).stem / datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+@contextmanager
+def _run_dir_for_relaunched_ranks(run_dir: Path) -> Iterator[None]:
+    """Publish ``run_dir`` to the processes the DDP launcher starts inside this block; restore the variable after."""
+    inherited = os.environ.get(RUN_DIR_ENV)
+    os.environ[RUN_DIR_ENV] = str(run_dir)
+    try:
+        yield
+    finally:
+        if inherited is None:
+            del os.environ[RUN_DIR_ENV]
+        else:
+            os.environ[RUN_DIR_ENV] = inherited
 
 
 def write_json(data: Any, path: Path) -> None:
@@ -94,37 +108,19 @@ def train(
         if not ckpt_path.is_file():
             raise CheckpointError(f"cannot resume: {ckpt_path} does not exist")
     run_dir.mkdir(parents=True, exist_ok=True)
-    inherited = os.environ.get(RUN_DIR_ENV)
-    os.environ[RUN_DIR_ENV] = str(run_dir)
-    try:
-        _fit_and_validate(config, task, datamodule, module, run_dir, ckpt_path)
-    finally:
-        if inherited is None:
-            del os.environ[RUN_DIR_ENV]
-        else:
-            os.environ[RUN_DIR_ENV] = inherited
-    return run_dir
-
-
-def _fit_and_validate(
-    config: dict[str, Any],
-    task: Task,
-    datamodule: L.LightningDataModule,
-    module: L.LightningModule,
-    run_dir: Path,
-    ckpt_path: Path | None,
-) -> None:
-    L.seed_everything(config.get("seed", 0), workers=True, verbose=False)
-    trainer = build_trainer(config["trainer"], run_dir, task.monitor, task.monitor_mode)
-    if trainer.is_global_zero:
-        dump_config(config, run_dir / "config.yaml")
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True if ckpt_path else None)
-    # Final validation with the weights training ended on: the same keys as tools/eval.py.
-    trainer.validate(module, datamodule=datamodule, verbose=False)
+    with _run_dir_for_relaunched_ranks(run_dir):
+        L.seed_everything(config.get("seed", 0), workers=True, verbose=False)
+        trainer = build_trainer(config["trainer"], run_dir, task.monitor, task.monitor_mode)
+        if trainer.is_global_zero:
+            dump_config(config, run_dir / "config.yaml")
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True if ckpt_path else None)
+        # Final validation with the weights training ended on: the same keys as tools/eval.py.
+        trainer.validate(module, datamodule=datamodule, verbose=False)
     if trainer.is_global_zero:
         metrics = module.final_metrics()
         write_json(metrics, run_dir / "metrics.json")
         module.write_outputs(run_dir)
+    return run_dir
 
 
 def evaluate(
