@@ -176,11 +176,29 @@ class SSDPredictor(nn.Module):
 
 class MobileNetSSD(SSD):
     """torchvision's SSD with TF's hard negative mining: 3 negatives per positive and at least
-    ``min_negatives_per_image`` per image, so images without objects still teach the background class."""
+    ``min_negatives_per_image`` per image, so images without objects still teach the background class.
 
-    def __init__(self, *args, min_negatives_per_image: int = 3, **kwargs) -> None:
+    ``object_balance`` b > 0 reweighs the positive anchors of an image by ``k ** -b``, k being the number of anchors
+    its box matched, scaled so that they still sum to the number of positives. Large boxes match tens of anchors and
+    30-pixel ones one to four, so with the reference's b = 0 small objects hardly count in the loss; b = 1 gives
+    every box the same share.
+    """
+
+    def __init__(self, *args, min_negatives_per_image: int = 3, object_balance: float = 0.0, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        if object_balance < 0:
+            raise ValueError(f"object_balance must be >= 0, got {object_balance}")
         self.min_negatives_per_image = min_negatives_per_image
+        self.object_balance = object_balance
+
+    def positive_weights(self, matched_gt: Tensor, num_boxes: int) -> Tensor:
+        """Loss weights (P,) of one image's positive anchors, given the box index each matched (P,)."""
+        weights = torch.ones(matched_gt.shape, dtype=torch.float32, device=matched_gt.device)
+        if self.object_balance == 0 or matched_gt.numel() == 0:
+            return weights
+        anchors_per_box = torch.bincount(matched_gt, minlength=num_boxes).float()
+        weights = anchors_per_box[matched_gt].pow(-self.object_balance)
+        return weights * (matched_gt.numel() / weights.sum())
 
     def compute_loss(
         self,
@@ -193,17 +211,24 @@ class MobileNetSSD(SSD):
         cls_logits = head_outputs["cls_logits"]
         bbox_losses = []
         cls_targets = []
+        anchor_weights = []
         for target, regression, anchors_per_image, matched in zip(
             targets, bbox_regression, anchors, matched_idxs, strict=False
         ):
             foreground = torch.where(matched >= 0)[0]
             matched_gt = matched[foreground]
+            weights = self.positive_weights(matched_gt, len(target["boxes"]))
             encoded = self.box_coder.encode_single(target["boxes"][matched_gt], anchors_per_image[foreground])
-            bbox_losses.append(F.smooth_l1_loss(regression[foreground], encoded, reduction="sum"))
+            box_loss = F.smooth_l1_loss(regression[foreground], encoded, reduction="none").sum(1)
+            bbox_losses.append((weights * box_loss).sum())
             classes = torch.zeros_like(matched, dtype=target["labels"].dtype)
             classes[foreground] = target["labels"][matched_gt]
             cls_targets.append(classes)
+            anchor_weight = torch.zeros(matched.shape, dtype=weights.dtype, device=weights.device)
+            anchor_weight[foreground] = weights
+            anchor_weights.append(anchor_weight)
         cls_targets_t = torch.stack(cls_targets)
+        anchor_weights_t = torch.stack(anchor_weights)
         num_classes = cls_logits.size(-1)
         cls_loss = F.cross_entropy(cls_logits.reshape(-1, num_classes), cls_targets_t.reshape(-1), reduction="none")
         cls_loss = cls_loss.view(cls_targets_t.shape)
@@ -220,7 +245,7 @@ class MobileNetSSD(SSD):
         normalizer = max(1, int(num_positive.sum()))
         return {
             "bbox_regression": torch.stack(bbox_losses).sum() / normalizer,
-            "classification": (cls_loss[positives].sum() + cls_loss[negatives].sum()) / normalizer,
+            "classification": ((anchor_weights_t * cls_loss)[positives].sum() + cls_loss[negatives].sum()) / normalizer,
         }
 
 
@@ -236,6 +261,7 @@ def ssd300_mobilenet_v1(
     iou_threshold: float = 0.5,
     neg_pos_ratio: float = 3.0,
     min_negatives_per_image: int = 3,
+    object_balance: float = 0.0,
     score_threshold: float = 0.01,
     nms_threshold: float = 0.6,
     detections_per_image: int = 100,
@@ -254,6 +280,8 @@ def ssd300_mobilenet_v1(
         iou_threshold: anchors with IoU >= this with a box are positives (each box also gets its best anchor).
         neg_pos_ratio: hard negatives mined per positive.
         min_negatives_per_image: mined negatives per image even when it has no objects.
+        object_balance: 0 weighs every positive anchor alike (the reference); b > 0 weighs those of a box matched
+            by k anchors by k ** -b, so that small boxes, which match few anchors, count more (1: every box alike).
         score_threshold, nms_threshold, detections_per_image, topk_candidates: post-processing.
     """
     backbone = MobileNetV1Backbone(width_mult=width_mult, activation=activation, out_features=("conv0",))
@@ -279,4 +307,5 @@ def ssd300_mobilenet_v1(
         topk_candidates=topk_candidates,
         positive_fraction=1.0 / (1.0 + neg_pos_ratio),
         min_negatives_per_image=min_negatives_per_image,
+        object_balance=object_balance,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -79,3 +81,44 @@ def test_untrained_predictor_scores_background_at_the_prior() -> None:
     logits = head([torch.randn(2, 8, 4, 4), torch.randn(2, 8, 2, 2)])["cls_logits"]
     assert logits.shape == (2, 4 * 4 * 3 + 2 * 2 * 6, 5)
     torch.testing.assert_close(logits.softmax(-1)[..., 0], torch.full((2, 72), 0.99), atol=0.02, rtol=0)
+
+
+def test_positive_anchors_weigh_alike_without_object_balance(tiny_ssd) -> None:
+    matched_gt = torch.tensor([0, 0, 0, 1])
+    torch.testing.assert_close(tiny_ssd.positive_weights(matched_gt, 2), torch.ones(4))
+
+
+def test_full_object_balance_gives_every_box_the_same_share() -> None:
+    model = ssd300_mobilenet_v1(num_classes=3, width_mult=0.25, object_balance=1.0)
+    matched_gt = torch.tensor([0, 0, 0, 0, 0, 0, 2, 1, 1])  # box 0 matched six anchors, box 2 one, box 1 two
+    weights = model.positive_weights(matched_gt, 3)
+    per_box = torch.zeros(3).index_add_(0, matched_gt, weights)
+    torch.testing.assert_close(per_box, torch.full((3,), 3.0))
+    assert weights.sum().item() == pytest.approx(len(matched_gt))
+
+
+def test_partial_object_balance_weighs_anchors_by_a_power_of_their_box_count() -> None:
+    model = ssd300_mobilenet_v1(num_classes=3, width_mult=0.25, object_balance=0.5)
+    weights = model.positive_weights(torch.tensor([0, 0, 0, 0, 1]), 2)
+    assert weights[4] / weights[0] == pytest.approx(2.0)  # (1 / 1) ** 0.5 against (1 / 4) ** 0.5
+    assert weights.sum().item() == pytest.approx(5.0)
+
+
+def test_object_balance_raises_the_loss_share_of_a_small_box() -> None:
+    images = [torch.rand(3, 300, 300), torch.rand(3, 300, 300)]
+    big_and_small = {"boxes": torch.tensor([[20.0, 20.0, 260.0, 260.0], [270.0, 10.0, 294.0, 34.0]])}
+    targets = [dict(big_and_small, labels=torch.tensor([1, 2])), _empty_target()]
+    losses = {}
+    for balance in (0.0, 1.0):
+        torch.manual_seed(0)
+        model = ssd300_mobilenet_v1(num_classes=3, width_mult=0.25, object_balance=balance).train()
+        with torch.no_grad():  # the small box's class logit, as a probe of its weight in the loss
+            model.head.classification_head.module_list[0].bias.view(-1, 4)[:, 2] = -5.0
+        losses[balance] = model(images, targets)["classification"].item()
+    assert all(math.isfinite(v) for v in losses.values())
+    assert losses[1.0] > losses[0.0]
+
+
+def test_negative_object_balance_is_refused() -> None:
+    with pytest.raises(ValueError, match="object_balance"):
+        ssd300_mobilenet_v1(num_classes=3, width_mult=0.25, object_balance=-1.0)
