@@ -188,3 +188,12 @@ def test_eval_refuses_a_checkpoint_of_another_width(trained: Path, shapes: Path,
     )
     assert result.returncode == 2
     assert "model.width_mult" in result.stderr
+
+
+def test_plain_ssd_loop_trains_and_reports_coco_metrics(shapes: Path, tmp_path: Path) -> None:
+    out = tmp_path / "plain.json"
+    run_tool("plain_ssd_loop.py", "--root", str(shapes), "--epochs", "1", "--batch-size", "4", "--out", str(out))
+    metrics = json.loads(out.read_text())
+    assert metrics["num_images"] == 7
+    assert 0.0 <= metrics["map_50"] <= 1.0
+    assert metrics["args"]["epochs"] == 1
