@@ -20,7 +20,6 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 
 import argparse
 import json
-import math
 import random
 import time
 
@@ -101,8 +100,7 @@ def main() -> None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
             optimizer.step()
             scheduler.step()
-            if math.isfinite(loss.item()):
-                progress.set_postfix(loss=f"{loss.item():.3f}")
+            progress.set_postfix(loss=f"{loss.item():.3f}")
     train_seconds = time.perf_counter() - start
     model.eval()
     results = {}
