@@ -42,7 +42,7 @@ demo-dogs: $(STAMP) data/dogs/train_list.mat
 	$(PY) tools/train.py configs/demo_dogs.yaml --out runs/demo_dogs
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check backbone tasks tools tests

@@ -6,16 +6,12 @@ a convolution costs ``output elements x (in_channels / groups) x kernel area`` m
 BatchNorm nor biases (its Table 2 percentages only add up without them); biases and the model's full
 parameter count are reported beside. Layers are grouped by the paper's Table 2 types.
 
-``tools/profile.py`` is the command-line shell over ``main``.
+``tools/profile.py`` is the command line over ``profile_classifier`` and ``profile_model``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import sys
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -32,11 +28,11 @@ __all__ = [
     "layer_type",
     "profile_model",
     "profile_classifier",
-    "main",
 ]
 
 # Table 2 of the paper, plus every other convolution (5x5, grouped, transposed, 1-d/3-d).
 LAYER_TYPES: tuple[str, ...] = ("conv1x1", "depthwise3x3", "conv3x3", "fc", "other_conv")
+_CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
 
 @dataclass
@@ -169,7 +165,7 @@ def profile_model(model: nn.Module, example_inputs: Any, description: str = "") 
     handles = [
         module.register_forward_hook(record)
         for module in model.modules()
-        if isinstance(module, (nn.Linear, nn.modules.conv._ConvNd))
+        if isinstance(module, (nn.Linear, *_CONVOLUTIONS))
     ]
     try:
         with torch.no_grad():
@@ -214,57 +210,3 @@ def profile_classifier(
         image = torch.zeros(1, 3, resolution, resolution)
     description = f"MobileNetV1 {width_mult}-{resolution} ({variant}, {num_classes} classes), 1 image"
     return profile_model(model, image, description)
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="profile.py",
-        description="Mult-adds and parameters (paper counting: conv and fc layers, no BatchNorm) per layer type.",
-        epilog="With CONFIG (.yaml/.yml) the model and input come from tasks.common.build.profile_target; "
-        "the remaining arguments are passed to it as config overrides.",
-    )
-    parser.add_argument("config", nargs="?", help="a task config (.yaml/.yml) to profile instead of the classifier")
-    parser.add_argument("overrides", nargs="*", help="config overrides, with CONFIG only")
-    parser.add_argument("--width", type=float, default=1.0, help="width multiplier alpha (default 1.0)")
-    parser.add_argument("--resolution", type=int, default=224, help="input size in pixels (default 224)")
-    parser.add_argument(
-        "--variant",
-        choices=("separable", "conv", "shallow"),
-        default="separable",
-        help="separable: MobileNet; conv: every separable layer a full 3x3 conv; shallow: conv7-conv11 removed",
-    )
-    parser.add_argument("--num-classes", type=int, default=1000)
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    parser.add_argument("--per-layer", action="store_true", help="list every conv / fc layer in the table")
-    return parser
-
-
-_FLAGS = ("--json", "--per-layer")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """The ``tools/profile.py`` command; returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = _parser()
-    config = next((a for a in argv if not a.startswith("-") and a.endswith((".yaml", ".yml"))), None)
-    if config is None:
-        args = parser.parse_args(argv)
-        if args.config is not None or args.overrides:
-            parser.error(f"CONFIG must be a .yaml or .yml file, got {args.config!r}")
-        if not (args.width > 0 and args.resolution > 0 and args.num_classes > 0):
-            parser.error("--width, --resolution and --num-classes must be positive")
-        report = profile_classifier(args.width, args.resolution, args.variant, args.num_classes)
-    else:
-        rest = [a for a in argv if a != config]
-        args = parser.parse_args([a for a in rest if a in _FLAGS])
-        overrides = [a for a in rest if a not in _FLAGS]
-        try:
-            from tasks.common.build import profile_target
-        except ModuleNotFoundError as error:
-            if error.name not in ("tasks", "tasks.common", "tasks.common.build"):
-                raise
-            parser.error(f"profiling {config} needs tasks.common.build.profile_target, which is not installed")
-        model, example_inputs, description = profile_target(config, overrides)
-        report = profile_model(model, example_inputs, description)
-    print(json.dumps(report.to_dict()) if args.json else report.format_table(per_layer=args.per_layer))
-    return 0

@@ -1,19 +1,23 @@
 """MobileNetV1 (Howard et al., 2017): the body of Table 1, its width multiplier and the paper's ablation variants.
 
 Stages are named with TF-slim numbering: ``conv0`` is the stem, ``conv1`` ... ``conv13`` the separable layers.
-Each stage is a module attribute of that name, so state-dict keys read ``conv5.pw.conv.weight``.
+Each stage is a module attribute of that name, so state-dict keys read ``conv5.pw.conv.weight``; each stage's
+output is a tap of the backbone contract (``backbone.contract``).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
 
-__all__ = ["MobileNetV1Backbone", "MobileNetV1", "StageInfo", "make_divisible", "STAGE_NAMES"]
+from backbone.classifier import FeatureClassifier
+from backbone.contract import FeatureBackbone, TapInfo
+
+__all__ = ["MobileNetV1Backbone", "MobileNetV1", "make_divisible", "STAGE_NAMES"]
 
 # (output channels, stride) of conv1..conv13 at width 1. Table 1 prints "s2" for conv13's depthwise
 # layer: a known typo, the output stays 7x7, so its stride is 1 here.
@@ -82,16 +86,7 @@ class DepthwiseSeparable(nn.Sequential):
         )
 
 
-@dataclass(frozen=True)
-class StageInfo:
-    """Metadata of one stage's output: heads read channels and strides from here, never hard-code them."""
-
-    name: str
-    channels: int
-    stride: int
-
-
-class MobileNetV1Backbone(nn.Module):
+class MobileNetV1Backbone(FeatureBackbone):
     """The MobileNetV1 body, returning the feature maps of the stages named in ``out_features``.
 
     Args:
@@ -104,15 +99,21 @@ class MobileNetV1Backbone(nn.Module):
         shallow: True builds "Shallow MobileNet": conv7 to conv11 (the five 14x14x512 layers) are removed.
         in_chans: input channels.
 
-    The input may have any size (the resolution multiplier is the input size).
-    ``forward(x)`` with ``x`` of shape (N, in_chans, H, W) returns an ordered ``dict[str, Tensor]`` of the
-    ``out_features`` stages, each of shape (N, channels, ceil(H / stride), ceil(W / stride)).
+    Every stage's output is a tap (``tap_info``: conv11 is the deepest at stride 16, conv13 at stride 32), and
+    ``layers_after(tap)`` gives the stages that follow it. The input may have any size (the resolution multiplier
+    is the input size). ``forward(x)`` with ``x`` of shape (N, in_chans, H, W) returns an ordered
+    ``dict[str, Tensor]`` of the ``out_features`` stages, each of shape (N, channels, ceil(H / stride),
+    ceil(W / stride)).
     """
+
+    # TF-slim's preprocessing scales RGB to [-1, 1]; timm's mobilenetv1_100 weights were trained the same way.
+    mean = (0.5, 0.5, 0.5)
+    std = (0.5, 0.5, 0.5)
 
     def __init__(
         self,
         width_mult: float = 1.0,
-        activation: str = "relu",
+        activation: Literal["relu", "relu6"] = "relu",
         out_features: Sequence[str] = ("conv13",),
         separable: bool = True,
         shallow: bool = False,
@@ -127,11 +128,10 @@ class MobileNetV1Backbone(nn.Module):
         self.separable = separable
         self.shallow = shallow
 
-        infos: list[StageInfo] = []
         channels = make_divisible(_STEM_CHANNELS * width_mult)
         self.conv0 = ConvBNAct(in_chans, channels, 3, stride=2, activation=activation)
         stride = 2
-        infos.append(StageInfo("conv0", channels, stride))
+        taps = [TapInfo("conv0", channels, stride)]
         for index, (paper_channels, layer_stride) in enumerate(_SEPARABLE_LAYERS, start=1):
             name = f"conv{index}"
             if shallow and name in _SHALLOW_REMOVED:
@@ -143,79 +143,46 @@ class MobileNetV1Backbone(nn.Module):
                 stage = ConvBNAct(channels, out_chs, 3, layer_stride, activation=activation)
             self.add_module(name, stage)
             channels, stride = out_chs, stride * layer_stride
-            infos.append(StageInfo(name, channels, stride))
-        self.stage_info: dict[str, StageInfo] = {info.name: info for info in infos}
+            taps.append(TapInfo(name, channels, stride))
+        self._set_taps(taps, out_features)
 
-        out_features = tuple(out_features)
-        if not out_features:
-            raise ValueError("out_features must name at least one stage")
-        for name in out_features:
-            if name not in self.stage_info:
-                raise ValueError(f"out_features: unknown stage {name!r}; this network has {list(self.stage_info)}")
-        order = list(self.stage_info)
-        self.out_features = tuple(sorted(out_features, key=order.index))
-        self._last_stage = self.out_features[-1]
-
-    @property
-    def stage_names(self) -> list[str]:
-        """Names of the stages this network has, in order (shallow networks skip conv7 to conv11)."""
-        return list(self.stage_info)
-
-    @property
-    def feature_info(self) -> list[StageInfo]:
-        """Channels and stride of each returned feature map, in ``out_features`` order."""
-        return [self.stage_info[name] for name in self.out_features]
-
-    @property
-    def out_channels(self) -> dict[str, int]:
-        return {name: self.stage_info[name].channels for name in self.out_features}
-
-    @property
-    def strides(self) -> dict[str, int]:
-        return {name: self.stage_info[name].stride for name in self.out_features}
-
-    def last_stage_with_stride(self, stride: int) -> str:
-        """The deepest stage whose output stride is ``stride`` (conv11 for 16 and conv13 for 32 on the full net)."""
-        names = [info.name for info in self.stage_info.values() if info.stride == stride]
-        if not names:
-            strides = sorted({info.stride for info in self.stage_info.values()})
-            raise ValueError(f"no stage has output stride {stride}; strides available: {strides}")
-        return names[-1]
-
-    def stage(self, name: str) -> nn.Module:
-        if name not in self.stage_info:
-            raise KeyError(f"unknown stage {name!r}; this network has {self.stage_names}")
-        return getattr(self, name)
+    def layers_after(self, tap: str) -> nn.Sequential:
+        """The stages after ``tap`` (conv12 and conv13 after conv11), as children named like the backbone's."""
+        if tap not in self.tap_info:
+            raise ValueError(f"unknown tap {tap!r}; this network has {list(self.tap_info)}")
+        names = list(self.tap_info)
+        return nn.Sequential(OrderedDict((name, getattr(self, name)) for name in names[names.index(tap) + 1 :]))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         features: dict[str, torch.Tensor] = OrderedDict()
-        for name in self.stage_info:
+        last = self.out_features[-1]
+        for name in self.tap_info:
             x = getattr(self, name)(x)
             if name in self.out_features:
                 features[name] = x
-            if name == self._last_stage:
+            if name == last:
                 break
         return features
 
 
-class MobileNetV1(nn.Module):
-    """The ImageNet-style classifier: backbone, global average pool, dropout, fully connected layer.
+class MobileNetV1(FeatureClassifier):
+    """The paper's ImageNet classifier: the MobileNetV1 body, global average pool, dropout, fully connected layer.
 
-    ``forward(x)`` maps (N, 3, H, W) images to (N, num_classes) logits.
+    ``forward(x)`` maps (N, 3, H, W) images, normalised with ``MobileNetV1Backbone.mean`` / ``std``, to
+    (N, num_classes) logits.
     """
 
     def __init__(
         self,
         num_classes: int = 1000,
         width_mult: float = 1.0,
-        activation: str = "relu",
+        activation: Literal["relu", "relu6"] = "relu",
         separable: bool = True,
         shallow: bool = False,
         dropout: float = 0.001,
         in_chans: int = 3,
     ) -> None:
-        super().__init__()
-        self.backbone = MobileNetV1Backbone(
+        backbone = MobileNetV1Backbone(
             width_mult=width_mult,
             activation=activation,
             out_features=("conv13",),
@@ -223,15 +190,4 @@ class MobileNetV1(nn.Module):
             shallow=shallow,
             in_chans=in_chans,
         )
-        self.num_features = self.backbone.stage_info["conv13"].channels
-        self.num_classes = num_classes
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(self.num_features, num_classes)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) -> pooled features (N, num_features)."""
-        return self.pool(self.backbone(x)["conv13"]).flatten(1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.dropout(self.forward_features(x)))
+        super().__init__(backbone, num_classes, dropout)

@@ -2,7 +2,7 @@
 
 Files are read with ``torch.load(..., weights_only=True)`` or safetensors, never by plain unpickling, so a file
 whose pickle would import or call code is refused without running it. The file's keys are mapped onto the
-``MobileNetV1Backbone`` inside the target model (and onto the classifier when the target is a ``MobileNetV1``),
+``MobileNetV1Backbone`` inside the target model (and onto the classifier when the target is a classifier on it),
 then checked: missing keys, unexpected keys and shape mismatches are reported together, never loaded partially
 without saying so.
 """
@@ -19,7 +19,8 @@ from pathlib import Path, PosixPath, PurePosixPath, PureWindowsPath, WindowsPath
 import torch
 from torch import nn
 
-from backbone.mobilenet_v1 import MobileNetV1, MobileNetV1Backbone
+from backbone.classifier import FeatureClassifier
+from backbone.mobilenet_v1 import MobileNetV1Backbone
 
 __all__ = ["WeightLoadError", "LoadResult", "load_weights", "load_weights_report", "read_state_dict", "find_backbone"]
 
@@ -58,10 +59,10 @@ def load_weights(
     """Load MobileNetV1 weights from ``path`` into the ``MobileNetV1Backbone`` found in ``model``; return ``model``.
 
     Args:
-        model: a ``MobileNetV1Backbone``, a ``MobileNetV1``, or any module holding exactly one backbone
-            (a detector, a distillation student). A ``MobileNetV1`` target also gets the file's classifier
-            when its shape matches; otherwise (another number of classes, a backbone-only file) its ``fc``
-            keeps its initialisation.
+        model: a ``MobileNetV1Backbone``, a ``MobileNetV1`` (or any ``FeatureClassifier`` on the backbone), or any
+            module holding exactly one backbone (a detector, a distillation student). A classifier target also
+            gets the file's classifier when its shape matches; otherwise (another number of classes, a
+            backbone-only file) its ``fc`` keeps its initialisation.
         path: .pt/.pth/.bin (torch) or .safetensors file holding our keys (``conv5.pw.conv.weight`` under any
             prefix, e.g. ``backbone.`` or Lightning's ``model.backbone.body.``) or timm's ``mobilenetv1_*`` keys.
         strict: False tolerates missing and unexpected keys (logged as a warning; ``load_weights_report``
@@ -103,7 +104,7 @@ def load_weights_report(
             "%s: timm's mobilenetv1 weights were trained with ReLU6; this model uses %s", path_str, target.activation
         )
     result = LoadResult(path_str, source_format, loaded=matched, missing=missing, unexpected=unexpected)
-    if isinstance(model, MobileNetV1):
+    if isinstance(model, FeatureClassifier) and model.backbone is target:
         result.classifier_loaded = _load_classifier(model, classifier_state, path_str)
     if missing or unexpected:
         skipped = "; ".join(filter(None, [_listing("missing", missing), _listing("unexpected", unexpected)]))
@@ -260,7 +261,7 @@ def _from_timm(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor],
     return backbone, classifier, unexpected
 
 
-def _load_classifier(model: MobileNetV1, classifier: dict[str, torch.Tensor], path: str) -> bool:
+def _load_classifier(model: FeatureClassifier, classifier: dict[str, torch.Tensor], path: str) -> bool:
     expected = model.fc.state_dict()
     if set(classifier) != set(expected):
         logger.info("%s: no classifier in the file; fc keeps its initialisation", path)

@@ -7,15 +7,11 @@ python tools/make_synthetic.py imagefolder --out DIR [--seed S]
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# Running tools/X.py puts tools/ first on sys.path, where profile.py would shadow the standard library's profile
-# module (imported by torch): drop that entry before importing anything else.
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    del sys.path[0]
-
 import argparse
+import sys
+
+from tasks.classification.synthetic import make_synthetic_dogs, make_synthetic_imagefolder
+from tasks.detection.synthetic import make_shapes_coco
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,16 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = {k: v for k, v in (("num_train", args.train), ("num_val", args.val)) if v is not None}
     if args.kind == "coco":
-        from tasks.detection.synthetic import make_shapes_coco
-
         path = make_shapes_coco(args.out, seed=args.seed, **sizes)
     elif args.kind == "dogs":
-        from tasks.classification.synthetic import make_synthetic_dogs
-
         path = make_synthetic_dogs(args.out, seed=args.seed, **sizes)
     else:
-        from tasks.classification.synthetic import make_synthetic_imagefolder
-
         path = make_synthetic_imagefolder(args.out, seed=args.seed, **sizes)
     print(f"wrote {args.kind} dataset to {path}")
     return 0

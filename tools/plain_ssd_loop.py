@@ -11,17 +11,11 @@ and prints the same COCO table as tools/eval.py.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# Running tools/X.py puts tools/ first on sys.path, where profile.py would shadow the standard library's profile.
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    del sys.path[0]
-
 import argparse
 import json
 import random
 import time
+from pathlib import Path
 
 import torch
 from PIL import Image
@@ -31,7 +25,7 @@ from torchvision.models.detection.ssd import SSD, SSDHead
 from torchvision.transforms.functional import pil_to_tensor
 from tqdm import tqdm
 
-from backbone import MobileNetV1Backbone
+from backbone import backbone_normalization, build_backbone
 from tasks.detection.evaluation import coco_metrics, to_coco_results
 from tasks.detection.ssd import SSDFeatureExtractor
 
@@ -56,11 +50,12 @@ def load_sample(root: Path, split: str, coco: COCO, image_id: int, cat_to_label:
 
 
 def build_model(num_classes: int, width_mult: float) -> SSD:
-    body = MobileNetV1Backbone(width_mult=width_mult, activation="relu6", out_features=("conv11", "conv13"))
-    features = SSDFeatureExtractor(body, (512, 256, 256, 128), width_mult)
+    body = build_backbone("mobilenet_v1", strides=(16, 32), width_mult=width_mult, activation="relu6")
+    features = SSDFeatureExtractor(body, (512, 256, 256, 128), depth_mult=width_mult)
     anchors = DefaultBoxGenerator([[2], [2, 3], [2, 3], [2, 3], [2], [2]])
     head = SSDHead(features.out_channels, anchors.num_anchors_per_location(), num_classes + 1)
-    return SSD(features, anchors, (300, 300), num_classes + 1, head=head, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    mean, std = backbone_normalization("mobilenet_v1")
+    return SSD(features, anchors, (300, 300), num_classes + 1, head=head, image_mean=list(mean), image_std=list(std))
 
 
 def main() -> None:

@@ -5,20 +5,14 @@ python tools/train.py configs/ssd300_mnv1.yaml [--out DIR] [--resume] [dotted.ke
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# Running tools/X.py puts tools/ first on sys.path, where profile.py would shadow the standard library's profile
-# module (imported by torch): drop that entry before importing anything else.
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    del sys.path[0]
-
 import argparse
 import json
+import sys
 import time
 
 from tasks.common.cli import run_tool
 from tasks.common.runner import train
+from tasks.registry import load_task_config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume and not args.out:
         parser.error("--resume needs --out DIR")
     start = time.perf_counter()
-    run_dir = train(args.config, args.overrides, out=args.out, resume=args.resume)
+    config, task = load_task_config(args.config, args.overrides)
+    run_dir = train(task, config, out=args.out, resume=args.resume)
     print(f"training and final validation took {(time.perf_counter() - start) / 60:.1f} min")
     metrics_file = run_dir / "metrics.json"
     if metrics_file.is_file():

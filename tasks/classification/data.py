@@ -20,20 +20,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import albumentations as A
-import lightning as L
 import numpy as np
-import torch
-from albumentations.pytorch import ToTensorV2
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import Dataset
 
-from tasks.common.config import ConfigError
-from tasks.common.errors import DatasetError
-from tasks.common.files import IMAGE_SUFFIXES
-from tasks.common.images import ImageLoadError, load_rgb, try_load_rgb
+from tasks.common.data import AlbumentationsTransform, TaskDataModule, collate_stacked, draw_seed, image_to_tensor
+from tasks.common.errors import ConfigError, DatasetError
+from tasks.common.files import find_images
+from tasks.common.images import load_rgb, try_load_rgb
 
 __all__ = [
-    "DatasetError",
     "Sample",
     "ClassificationTransform",
     "ClassificationDataset",
@@ -45,7 +41,6 @@ __all__ = [
     "read_dogs_list",
     "read_voc_boxes",
     "reduce_boxes",
-    "collate",
 ]
 
 Layout = Literal["imagefolder", "stanford_dogs"]
@@ -84,8 +79,7 @@ def read_image_folder(
     for folder in folders:
         if folder not in label_of:
             raise DatasetError(f"{split_dir / folder}: class {folder!r} is not one of the training classes")
-        files = sorted(p for p in (split_dir / folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        samples.extend(Sample(path, label_of[folder]) for path in files)
+        samples.extend(Sample(path, label_of[folder]) for path in find_images(split_dir / folder))
     if not samples:
         raise DatasetError(f"no images under {split_dir} (expected {split_dir}/<class>/<image>)")
     return samples, list(class_names)
@@ -208,21 +202,11 @@ def read_stanford_dogs(root: str | Path, crop_to_box: BoxCrop = "none") -> tuple
 # Transforms and datasets
 
 
-class ClassificationTransform:
-    """An albumentations pipeline: (H, W, 3) uint8 RGB -> (3, size, size) float32, normalised."""
-
-    def __init__(self, compose: A.Compose) -> None:
-        self.compose = compose
+class ClassificationTransform(AlbumentationsTransform):
+    """An albumentations pipeline: (H, W, 3) uint8 RGB -> float32 (3, size, size) in [0, 1] (the model normalises)."""
 
     def __call__(self, image: np.ndarray) -> Tensor:
-        return self.compose(image=image)["image"]
-
-    def set_random_seed(self, seed: int | None) -> None:
-        """Reseed the random generators (each DataLoader worker needs its own stream)."""
-        self.compose.set_random_seed(seed)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.compose!r})"
+        return image_to_tensor(self.compose(image=image)["image"])
 
 
 def build_train_transform(
@@ -231,15 +215,14 @@ def build_train_transform(
     crop_min_scale: float = 0.25,
     color_jitter: float = 0.0,
     eval_crop_fraction: float = 0.875,
-    mean: Sequence[float] = (0.5, 0.5, 0.5),
-    std: Sequence[float] = (0.5, 0.5, 0.5),
     seed: int | None = None,
 ) -> ClassificationTransform:
     """Training pipeline. "light" (the paper's advice for small models: fewer small crops than Inception's 8%):
     a random crop of ``crop_min_scale``..1 of the area and aspect 3/4..4/3 resized to ``image_size``, a horizontal
-    flip, and an optional colour jitter of strength ``color_jitter``. "none" is the evaluation pipeline."""
+    flip, and an optional colour jitter of strength ``color_jitter``. "none" is the evaluation pipeline. ``seed``
+    starts the random stream (the data module draws it from torch's generator)."""
     if augment == "none":
-        return build_eval_transform(image_size, eval_crop_fraction, mean, std)
+        return build_eval_transform(image_size, eval_crop_fraction)
     if augment != "light":
         raise ValueError(f"augment must be 'light' or 'none', got {augment!r}")
     if not 0.0 < crop_min_scale <= 1.0:
@@ -251,16 +234,10 @@ def build_train_transform(
     if color_jitter > 0:
         s = color_jitter
         steps.append(A.ColorJitter(brightness=s, contrast=s, saturation=s, hue=min(0.5, s / 4), p=0.8))
-    steps += [A.Normalize(mean=tuple(mean), std=tuple(std)), ToTensorV2()]
     return ClassificationTransform(A.Compose(steps, seed=seed))
 
 
-def build_eval_transform(
-    image_size: int,
-    crop_fraction: float = 0.875,
-    mean: Sequence[float] = (0.5, 0.5, 0.5),
-    std: Sequence[float] = (0.5, 0.5, 0.5),
-) -> ClassificationTransform:
+def build_eval_transform(image_size: int, crop_fraction: float = 0.875) -> ClassificationTransform:
     """Evaluation pipeline: shorter side to ``image_size / crop_fraction``, centre crop ``image_size``."""
     if not 0.0 < crop_fraction <= 1.0:
         raise ValueError(f"eval_crop_fraction must be in (0, 1], got {crop_fraction}")
@@ -268,8 +245,6 @@ def build_eval_transform(
     steps = [
         A.SmallestMaxSize(max_size=resize, area_for_downscale="image"),
         A.CenterCrop(image_size, image_size, pad_if_needed=True),
-        A.Normalize(mean=tuple(mean), std=tuple(std)),
-        ToTensorV2(),
     ]
     return ClassificationTransform(A.Compose(steps))
 
@@ -285,10 +260,8 @@ def _crop(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
 
 class ClassificationDataset(Dataset):
     """Decoded, cropped and transformed samples: item ``i`` is (image (3, S, S), label, i), or None when
-    ``skip_unreadable`` and the file cannot be decoded (a warning names it; ``collate`` drops it).
-
-    Without ``skip_unreadable`` (validation) an unreadable file raises DatasetError naming it, which survives the
-    DataLoader's re-raise from a worker process with its type.
+    ``skip_unreadable`` and the file cannot be decoded (a warning names it; ``collate_stacked`` drops it).
+    Without ``skip_unreadable`` (validation) an unreadable file raises ImageLoadError naming it.
     """
 
     def __init__(
@@ -303,44 +276,21 @@ class ClassificationDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Tensor, int, int] | None:
         sample = self.samples[index]
-        if self.skip_unreadable:
-            image = try_load_rgb(sample.path)
-            if image is None:
-                return None
-        else:
-            try:
-                image = load_rgb(sample.path)
-            except ImageLoadError as error:
-                raise DatasetError(str(error)) from error
+        image = try_load_rgb(sample.path) if self.skip_unreadable else load_rgb(sample.path)
+        if image is None:
+            return None
         if sample.box is not None:
             image = _crop(image, sample.box)
         return self.transform(image), sample.label, index
-
-
-def collate(batch: Sequence[tuple[Tensor, int, int] | None]) -> tuple[Tensor, Tensor, Tensor, int]:
-    """(images (B, 3, S, S), labels (B,), dataset indices (B,), number of unreadable images dropped)."""
-    kept = [item for item in batch if item is not None]
-    skipped = len(batch) - len(kept)
-    if not kept:
-        return torch.empty(0), torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long), skipped
-    images, labels, indices = zip(*kept, strict=True)
-    return torch.stack(images), torch.tensor(labels, dtype=torch.long), torch.tensor(indices, dtype=torch.long), skipped
-
-
-def _seed_worker(worker_id: int) -> None:
-    """Give each worker's augmentation its own stream (forked workers would otherwise repeat the parent's)."""
-    info = get_worker_info()
-    transform = getattr(info.dataset, "transform", None)
-    if isinstance(transform, ClassificationTransform):
-        transform.set_random_seed(info.seed % 2**32)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # The data module
 
 
-class ClassificationDataModule(L.LightningDataModule):
-    """Training and validation data of a classification run (the ``data:`` config section).
+class ClassificationDataModule(TaskDataModule):
+    """Training and validation data of a classification run (the ``data:`` config section); batches are stacked
+    ``Batch`` es (``collate_stacked``) of float32 (B, 3, S, S) images in [0, 1] and int64 labels.
 
     Args:
         root: the dataset folder.
@@ -356,9 +306,12 @@ class ClassificationDataModule(L.LightningDataModule):
             centre (0.875: 256 -> 224).
         crop_to_box: Stanford Dogs only: crop every image to its annotated dog before augmentation: "union" of all
             boxes of the image (every dog in view), "first" box listed, or "none".
-        mean, std: normalisation of RGB in [0, 1]; (0.5, 0.5, 0.5) maps to [-1, 1] like TF-slim, timm's
-            mobilenetv1_100 and the detection task.
+        mean, std: the RGB normalisation the model applies to inputs in [0, 1]; None: the backbone's own (see
+            ``TaskDataModule``).
+        val_batch_size: images per validation step (default ``batch_size``).
     """
+
+    collate_fn = staticmethod(collate_stacked)
 
     def __init__(
         self,
@@ -372,32 +325,25 @@ class ClassificationDataModule(L.LightningDataModule):
         color_jitter: float = 0.0,
         eval_crop_fraction: float = 0.875,
         crop_to_box: BoxCrop = "none",
-        mean: Sequence[float] = (0.5, 0.5, 0.5),
-        std: Sequence[float] = (0.5, 0.5, 0.5),
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        val_batch_size: int | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, num_workers, val_batch_size, mean, std)
         if layout not in ("imagefolder", "stanford_dogs"):
             raise ConfigError(f"data.layout must be 'imagefolder' or 'stanford_dogs', got {layout!r}")
         if crop_to_box not in ("none", "union", "first"):
             raise ConfigError(f"data.crop_to_box must be 'none', 'union' or 'first', got {crop_to_box!r}")
         if crop_to_box != "none" and layout != "stanford_dogs":
             raise ConfigError(f"data.crop_to_box={crop_to_box!r} needs boxes: only layout stanford_dogs has them")
-        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-            raise ConfigError(f"data.mean and data.std must hold 3 values, std positive; got {mean!r}, {std!r}")
         self.root = Path(root)
         self.layout = layout
         self.image_size = image_size
-        self.batch_size = batch_size
-        self.num_workers = num_workers
         self.augment = augment
         self.crop_min_scale = crop_min_scale
         self.color_jitter = color_jitter
         self.eval_crop_fraction = eval_crop_fraction
         self.crop_to_box = crop_to_box
-        self.mean = [float(v) for v in mean]
-        self.std = [float(v) for v in std]
-        self.train_dataset: ClassificationDataset | None = None
-        self.val_dataset: ClassificationDataset | None = None
 
     @cached_property
     def _index(self) -> tuple[list[Sample], list[Sample], list[str]]:
@@ -410,7 +356,8 @@ class ClassificationDataModule(L.LightningDataModule):
         return train, val, class_names
 
     def data_info(self) -> dict[str, Any]:
-        """What the module and prediction need: classes, split sizes, and the evaluation preprocessing."""
+        """Classes, split sizes, the evaluation preprocessing (``image_size``, ``eval_crop_fraction``) and the input
+        normalisation ``mean`` and ``std`` (None: the backbone's own)."""
         train, val, class_names = self._index
         return {
             "num_classes": len(class_names),
@@ -424,41 +371,20 @@ class ClassificationDataModule(L.LightningDataModule):
         }
 
     def setup(self, stage: str | None = None) -> None:
+        """Build the training split for ``fit`` (its augmentation seeded from torch's generator) and the validation
+        split for every stage, once each."""
         train, val, _ = self._index
         if stage in (None, "fit") and self.train_dataset is None:
-            # Seeded from torch's generator, which the runner seeds: a run's augmentation is reproducible.
-            seed = int(torch.randint(0, 2**31 - 1, ()).item())
             transform = build_train_transform(
                 self.image_size,
                 self.augment,
                 self.crop_min_scale,
                 self.color_jitter,
                 self.eval_crop_fraction,
-                self.mean,
-                self.std,
-                seed=seed,
+                seed=draw_seed(),
             )
             self.train_dataset = ClassificationDataset(train, transform, skip_unreadable=True)
         if self.val_dataset is None:
-            transform = build_eval_transform(self.image_size, self.eval_crop_fraction, self.mean, self.std)
-            self.val_dataset = ClassificationDataset(val, transform)
-
-    def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=train,
-            # A last training batch of a few images gives BatchNorm noisy statistics: drop it, unless it is all.
-            drop_last=train and len(dataset) > self.batch_size,
-            num_workers=self.num_workers,
-            collate_fn=collate,
-            worker_init_fn=_seed_worker,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_dataset, train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_dataset, train=False)
+            self.val_dataset = ClassificationDataset(
+                val, build_eval_transform(self.image_size, self.eval_crop_fraction)
+            )

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import csv
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from lightning.pytorch.strategies import DDPStrategy
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from tasks.common.config import ConfigError
+from tasks.classification.data import build_eval_transform
+from tasks.common.data import Batch
+from tasks.common.errors import ConfigError
 from tasks.common.module import TaskModule
 
 __all__ = [
     "ClassificationModule",
-    "merge_predictions",
     "classification_metrics",
     "write_per_class_accuracy",
     "plot_confusion_matrix",
@@ -28,22 +31,6 @@ logger = logging.getLogger(__name__)
 TOP_K = 5
 # Rows of the (N, C) score matrix rebuilt per torchmetrics update: bounds memory on ImageNet's 50k x 1000.
 _CHUNK = 4096
-
-
-def merge_predictions(parts: Iterable[Mapping[str, Tensor]]) -> dict[str, Tensor]:
-    """Merge {"indices" (n,), "labels" (n,), "topk" (n, k)} from every process into one set sorted by dataset index,
-    keeping each image once (a distributed sampler pads the last batches with repeated images)."""
-    parts = [part for part in parts if part is not None and len(part["indices"])]
-    if not parts:
-        return {"indices": torch.empty(0, dtype=torch.long), "labels": torch.empty(0, dtype=torch.long), "topk": None}
-    indices = torch.cat([part["indices"] for part in parts])
-    labels = torch.cat([part["labels"] for part in parts])
-    topk = torch.cat([part["topk"] for part in parts])
-    unique, inverse = torch.unique(indices, return_inverse=True)
-    first = torch.full((len(unique),), len(indices), dtype=torch.long).scatter_reduce(
-        0, inverse, torch.arange(len(indices)), reduce="amin"
-    )
-    return {"indices": unique, "labels": labels[first], "topk": topk[first]}
 
 
 def _rank_scores(topk: Tensor, num_classes: int) -> Tensor:
@@ -123,30 +110,31 @@ def plot_confusion_matrix(confusion: Tensor, class_names: Sequence[str], path: P
 class ClassificationModule(TaskModule):
     """Trains an ``ImageClassifier`` with cross-entropy (no label smoothing: the paper's advice for small models).
 
-    Validation collects each image's label and top-5 classes with its dataset index; at the end of the epoch the
-    processes' predictions are gathered and deduplicated, so every image counts once under DDP.
+    Validation keeps each image's label and top-5 classes (its dataset index is the key the shared gathering
+    counts it once by under DDP); metrics are top-1 / top-5 accuracy and the confusion matrix.
 
-    Args:
-        model: the ``model:`` config section; ``name`` picks the builder, the rest are its arguments.
-        optimizer: the ``optimizer:`` config section.
-        data_info: ``class_names``, split sizes and evaluation preprocessing of the data (see the data module).
+    ``data_info`` holds ``class_names``, the split sizes and the evaluation preprocessing (see the data module).
     """
 
-    def __init__(self, model: dict[str, Any], optimizer: dict[str, Any], data_info: dict[str, Any]) -> None:
-        super().__init__(optimizer)
-        self.save_hyperparameters()
-        from tasks.classification.task import MODEL_BUILDERS
+    monitor = "val/top1"
+    logged_metrics = ("top1", "top5")
+    progress_bar_metrics = ("top1",)
+    prediction_summary = "each image's top-5 classes"
 
-        kwargs = dict(model)
-        self.model = MODEL_BUILDERS[kwargs.pop("name")](**kwargs)
+    def __init__(
+        self,
+        model: nn.Module,
+        model_config: Mapping[str, Any],
+        optimizer: Mapping[str, Any] | None,
+        data_info: Mapping[str, Any],
+    ) -> None:
+        super().__init__(model, model_config, optimizer, data_info)
         self.class_names: list[str] = list(data_info["class_names"])
         if self.model.num_classes != len(self.class_names):
             raise ConfigError(
                 f"model.num_classes is {self.model.num_classes} but the data has {len(self.class_names)} classes"
             )
         self.criterion = nn.CrossEntropyLoss()
-        self._parts: list[dict[str, Tensor]] = []
-        self._metrics: dict[str, Any] = {}
         self._confusion: Tensor | None = None
 
     @property
@@ -155,13 +143,12 @@ class ClassificationModule(TaskModule):
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
-        from lightning.pytorch.strategies import DDPStrategy
-
-        strategy = self.trainer.strategy if self._trainer is not None else None
+        strategy = self.trainer.strategy
         if (
             stage == "fit"
             and self.model.freeze_backbone_epochs > 0
             and isinstance(strategy, DDPStrategy)
+            # Private: DDPStrategy has no public accessor for the arguments it hands DistributedDataParallel.
             and not strategy._ddp_kwargs.get("find_unused_parameters", False)
         ):
             # A frozen backbone's parameters get no gradient, which plain DDP treats as an error mid-epoch.
@@ -175,61 +162,30 @@ class ClassificationModule(TaskModule):
             self.model.set_backbone_frozen(frozen)
             logger.info("epoch %d: backbone %s", self.current_epoch, "frozen" if frozen else "trainable")
 
-    def training_step(self, batch, batch_idx: int) -> Tensor | None:
-        images, labels, _, skipped = batch
-        if skipped:
-            self.log("train/skipped_images", float(skipped), reduce_fx="sum", batch_size=max(1, len(labels)))
-        if not len(labels):  # every image of the batch was unreadable
-            return None
-        logits = self.model(images)
-        loss = self.criterion(logits, labels)
-        size = len(labels)
-        self.log("train/loss", loss, prog_bar=True, batch_size=size)
-        self.log("train/top1", (logits.argmax(dim=1) == labels).float().mean(), batch_size=size)
-        return loss
+    def training_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        logits = self.model(batch.inputs)
+        loss = self.criterion(logits, batch.targets)
+        return loss, {"top1": (logits.argmax(dim=1) == batch.targets).float().mean()}
 
-    def on_validation_epoch_start(self) -> None:
-        self._parts = []
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        images, labels, indices, _ = batch
-        logits = self.model(images)
-        self.log("val/loss", self.criterion(logits, labels), batch_size=len(labels), sync_dist=True)
+    def validation_results(self, batch: Batch) -> list[tuple[int, list[int]]]:
+        """Per image (label, its top-5 classes best first)."""
+        logits = self.model(batch.inputs)
+        self.log("val/loss", self.criterion(logits, batch.targets), batch_size=len(batch), sync_dist=True)
         topk = logits.topk(min(TOP_K, self.num_classes), dim=1).indices
-        self._parts.append({"indices": indices.cpu(), "labels": labels.cpu(), "topk": topk.cpu()})
+        return list(zip(batch.targets.tolist(), topk.tolist(), strict=True))
 
-    def _local_predictions(self) -> dict[str, Tensor] | None:
-        if not self._parts:
-            return None
-        return {key: torch.cat([part[key] for part in self._parts]) for key in ("indices", "labels", "topk")}
-
-    def on_validation_epoch_end(self) -> None:
-        if self.trainer.sanity_checking:
-            return
-        gathered = [self._local_predictions()]
-        if self.trainer.world_size > 1:
-            gathered = [None] * self.trainer.world_size
-            torch.distributed.all_gather_object(gathered, self._local_predictions())
-        metrics: dict[str, Any] = {}
-        if self.trainer.is_global_zero:
-            merged = merge_predictions(gathered)
-            metrics, self._confusion = classification_metrics(merged["labels"], merged["topk"], self.num_classes)
-        metrics = self.trainer.strategy.broadcast(metrics, src=0)
-        info = self.hparams["data_info"]
-        self._metrics = {
+    def compute_metrics(self, results: dict[int, tuple[int, list[int]]]) -> dict[str, Any]:
+        labels = torch.tensor([label for label, _ in results.values()], dtype=torch.long)
+        topk = torch.tensor([top for _, top in results.values()], dtype=torch.long) if results else None
+        metrics, self._confusion = classification_metrics(labels, topk, self.num_classes)
+        return {
             "top1": metrics["top1"],
             "top5": metrics["top5"],
             "num_classes": self.num_classes,
-            "train_size": info.get("train_size"),
-            "val_size": info.get("val_size"),
+            "train_size": self.data_info.get("train_size"),
+            "val_size": self.data_info.get("val_size"),
             "num_images": metrics["num_images"],
         }
-        for name in ("top1", "top5"):
-            if metrics[name] is not None:
-                self.log(f"val/{name}", float(metrics[name]), prog_bar=name == "top1")
-
-    def final_metrics(self) -> dict[str, Any]:
-        return dict(self._metrics)
 
     def write_outputs(self, run_dir: Path) -> None:
         """per_class_accuracy.csv and confusion_matrix.png of the last validation."""
@@ -240,3 +196,30 @@ class ClassificationModule(TaskModule):
         top1 = self._metrics.get("top1")
         title = f"top-1 {top1:.3f} on {self._metrics['num_images']} images" if top1 is not None else ""
         plot_confusion_matrix(self._confusion, self.class_names, run_dir / "confusion_matrix.png", title)
+
+    def predict_records(self, images: list[np.ndarray], score_threshold: float | None) -> list[list[dict[str, Any]]]:
+        """Per image one record {"top5": [{"class", "score"}, ...]}: its best classes with softmax scores, best
+        first (fewer than 5 with fewer classes, or those below ``score_threshold`` when it is given), after the
+        evaluation preprocessing the model was trained with."""
+        transform = build_eval_transform(
+            int(self.data_info.get("image_size", 224)), float(self.data_info.get("eval_crop_fraction", 0.875))
+        )
+        batch = torch.stack([transform(image) for image in images]).to(self.device)
+        scores, classes = self.model(batch).softmax(dim=1).topk(min(TOP_K, self.num_classes), dim=1)
+        records = []
+        for row_scores, row_classes in zip(scores.tolist(), classes.tolist(), strict=True):
+            top = [
+                {"class": self.class_names[c], "score": round(s, 4)}
+                for s, c in zip(row_scores, row_classes, strict=True)
+                if score_threshold is None or s >= score_threshold
+            ]
+            records.append([{"top5": top}])
+        return records
+
+    @classmethod
+    def example_input(
+        cls, model: nn.Module, model_config: Mapping[str, Any], data_config: Mapping[str, Any]
+    ) -> tuple[Tensor, str]:
+        """One image at the data section's input size (the resolution multiplier)."""
+        size = int(data_config.get("image_size", 224))
+        return torch.rand(1, 3, size, size), f"one {size}x{size} image"

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from tasks.common.synthetic import blotches, regular_polygon, rotate, star
+
 __all__ = ["DOG_BREEDS", "BREED_LOOKS", "make_synthetic_dogs", "make_synthetic_imagefolder", "draw_image"]
 
 # The first breed folders of Stanford Dogs (wnid-Breed; note the hyphen inside "Shih-Tzu").
@@ -61,29 +63,18 @@ BREED_LOOKS: tuple[tuple[str, str, tuple[int, int, int], tuple[int, int, int]], 
 _COAT_JITTER = 40
 
 
-def _polygon(num_vertices: int, phase: float) -> np.ndarray:
-    angles = phase + 2 * math.pi * np.arange(num_vertices) / num_vertices
-    return np.stack([np.cos(angles), np.sin(angles)], axis=1)
-
-
-def _star() -> np.ndarray:
-    vertices = _polygon(10, -math.pi / 2)
-    vertices[1::2] *= 0.45
-    return vertices
-
-
 _CROSS = np.array([[-1, -0.33], [-0.33, -0.33], [-0.33, -1], [0.33, -1], [0.33, -0.33], [1, -0.33], [1, 0.33],
                    [0.33, 0.33], [0.33, 1], [-0.33, 1], [-0.33, 0.33], [-1, 0.33]], dtype=float)  # fmt: skip
 _ARROW = np.array([[-1, -0.35], [0.1, -0.35], [0.1, -0.9], [1, 0], [0.1, 0.9], [0.1, 0.35], [-1, 0.35]], dtype=float)
 
 # Unit outlines (fitting in [-1, 1]^2); "disc", "ellipse" and "ring" are drawn as ellipses.
 _OUTLINES: dict[str, np.ndarray] = {
-    "triangle": _polygon(3, -math.pi / 2),
-    "square": _polygon(4, math.pi / 4) / math.cos(math.pi / 4),
-    "star": _star(),
-    "hexagon": _polygon(6, 0.0),
+    "triangle": regular_polygon(3, -math.pi / 2),
+    "square": regular_polygon(4, math.pi / 4) / math.cos(math.pi / 4),
+    "star": star(),
+    "hexagon": regular_polygon(6, 0.0),
     "cross": _CROSS,
-    "diamond": _polygon(4, 0.0),
+    "diamond": regular_polygon(4, 0.0),
     "arrow": _ARROW,
 }
 
@@ -102,9 +93,7 @@ def _silhouette(shape: str, size: tuple[int, int], box: tuple[int, int, int, int
         if shape == "ring":
             draw.ellipse((cx - rx * 0.5, cy - ry * 0.5, cx + rx * 0.5, cy + ry * 0.5), fill=0)
         return mask
-    outline = _OUTLINES[shape]
-    cos, sin = math.cos(angle), math.sin(angle)
-    rotated = outline @ np.array([[cos, sin], [-sin, cos]])
+    rotated = rotate(_OUTLINES[shape], angle)
     low, high = rotated.min(axis=0), rotated.max(axis=0)
     rotated = (rotated - low) / (high - low) * 2 - 1  # the outline touches every side of its box
     points = [(cx + x * rx, cy + y * ry) for x, y in rotated]
@@ -148,9 +137,7 @@ def _pattern(
 def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     base = rng.uniform(0, 255, size=3).astype(np.float32)
     if rng.random() < 0.5:
-        coarse = rng.integers(0, 256, size=(max(2, height // 16), max(2, width // 16), 3), dtype=np.uint8)
-        noise = np.asarray(Image.fromarray(coarse).resize((width, height), Image.BILINEAR), dtype=np.float32)
-        return base * 0.75 + noise * 0.25
+        return base * 0.75 + blotches(rng, height, width, 16) * 0.25
     angle = rng.uniform(0, math.pi)
     ys, xs = np.mgrid[:height, :width].astype(np.float32)
     ramp = (xs * math.cos(angle) + ys * math.sin(angle)) / max(height, width)

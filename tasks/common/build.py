@@ -1,51 +1,84 @@
-"""Turn a checked run config into a data module and a LightningModule; load checkpoints safely."""
+"""Put a task together from a checked run config: data module, network, LightningModule; load checkpoints safely.
+
+The tools look the task up (``tasks.registry``) and hand it here with the config; nothing here knows a particular
+task.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from torch import nn
 
-from tasks.common.config import ConfigError, check_section, load_config
+from backbone import BACKBONES, backbone_normalization, backbone_options
+from tasks.common.config import check_section, parameter_types
+from tasks.common.errors import CheckpointError, ConfigError
+from tasks.common.module import TaskModule
 from tasks.common.optim import OptimizerConfig
-from tasks.common.task import Task, get_task
+from tasks.common.task import Task
 
 __all__ = [
     "TOP_LEVEL_KEYS",
-    "CheckpointError",
     "check_config",
-    "build_datamodule",
+    "resolve_normalization",
+    "build_model",
     "build_module",
+    "load_run",
     "load_checkpoint",
     "build_from_checkpoint",
-    "load_run",
     "profile_target",
 ]
 
-TOP_LEVEL_KEYS = ("task", "seed", "model", "data", "optimizer", "trainer")
+TOP_LEVEL_KEYS = ("task", "seed", "min_steps", "model", "data", "optimizer", "trainer")
 # Trainer arguments the runner sets itself.
 _RUNNER_TRAINER_KEYS = ("callbacks", "logger", "default_root_dir", "enable_checkpointing")
+# Builder arguments that come from the data section (resolved input normalisation), never from model:.
+_FROM_DATA = {"image_mean": "mean", "image_std": "std"}
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, unreadable, or was written for another model."""
+def _builder(task: Task, model: Mapping[str, Any]) -> Callable[..., nn.Module]:
+    return task.model_builders[model.get("name", task.default_model)]
 
 
-def check_config(config: dict[str, Any]) -> Task:
-    """Check every key of ``config`` against what it maps onto; return the task. Raises ConfigError."""
+def _takes_backbone_options(builder: Callable[..., nn.Module]) -> bool:
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(builder).parameters.values())
+
+
+def _backbone_name(builder: Callable[..., nn.Module], model: Mapping[str, Any]) -> str | None:
+    parameter = inspect.signature(builder).parameters.get("backbone")
+    if parameter is None:
+        return None
+    return model.get("backbone", parameter.default)
+
+
+def _model_schema(task: Task, model: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """{key the model: section may set: its annotation}: the builder's arguments, and the backbone's options when
+    the builder passes them on (``**backbone_options``)."""
+    builder = _builder(task, model)
+    schema = parameter_types(builder, exclude=tuple(_FROM_DATA))
+    name = _backbone_name(builder, model)
+    if _takes_backbone_options(builder) and name in BACKBONES:
+        schema.update({key: param.annotation for key, param in backbone_options(name).items()})
+    elif not isinstance(name, str | None):
+        raise ConfigError(f"{source}: model.backbone must be a string, got {name!r}")
+    return schema
+
+
+def check_config(config: dict[str, Any], task: Task) -> None:
+    """Check every key of ``config`` against what it maps onto. Raises ConfigError naming the file and the key."""
     source = config.get("_source", "config")
-    if "task" not in config:
-        raise ConfigError(f"{source}: missing key task (one of detection, classification)")
-    task = get_task(config["task"], source)
-    allowed = set(TOP_LEVEL_KEYS) | set(task.extra_sections)
     for key in config:
-        if not key.startswith("_") and key not in allowed:
-            raise ConfigError(f"{source}: unknown top-level key {key}; valid keys: {', '.join(sorted(allowed))}")
-    if not isinstance(config.get("seed", 0), int):
-        raise ConfigError(f"{source}: seed must be an integer, got {config['seed']!r}")
+        if not key.startswith("_") and key not in TOP_LEVEL_KEYS:
+            raise ConfigError(f"{source}: unknown top-level key {key}; valid keys: {', '.join(TOP_LEVEL_KEYS)}")
+    for key in ("seed", "min_steps"):
+        value = config.get(key, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ConfigError(f"{source}: {key} must be an integer >= 0, got {value!r}")
     for section in ("model", "data", "optimizer", "trainer"):
         value = config.setdefault(section, {})
         if not isinstance(value, dict):
@@ -54,73 +87,106 @@ def check_config(config: dict[str, Any]) -> Task:
     name = model.get("name", task.default_model)
     if name not in task.model_builders:
         raise ConfigError(f"{source}: model.name {name!r} is not one of {sorted(task.model_builders)}")
-    check_section(model, task.model_builders[name], "model", source, ignore=("name",))
+    check_section(model, _model_schema(task, model, source), "model", source, ignore=("name",))
     check_section(config["data"], task.datamodule, "data", source)
     check_section(config["optimizer"], OptimizerConfig, "optimizer", source)
     check_section(config["trainer"], L.Trainer, "trainer", source)
     for key in _RUNNER_TRAINER_KEYS:
         if key in config["trainer"]:
             raise ConfigError(f"{source}: trainer.{key} is set by the runner and cannot be configured")
-    return task
 
 
-def build_datamodule(task: Task, config: dict[str, Any]) -> L.LightningDataModule:
-    return task.datamodule(**config["data"])
+def resolve_normalization(task: Task, config: dict[str, Any]) -> None:
+    """Fill ``data.mean`` / ``data.std`` that the config leaves out with the chosen backbone's own normalisation, so
+    that the values used are saved with the run. A network the backbone registry does not know (``timm:NAME``)
+    keeps None: its builder takes the network's own."""
+    data = config["data"]
+    names = inspect.signature(task.datamodule).parameters
+    if "mean" not in names or (data.get("mean") is not None and data.get("std") is not None):
+        return
+    name = _backbone_name(_builder(task, config["model"]), config["model"]) or "mobilenet_v1"
+    if name not in BACKBONES:
+        return
+    mean, std = backbone_normalization(name)
+    if data.get("mean") is None:
+        data["mean"] = [float(v) for v in mean]
+    if data.get("std") is None:
+        data["std"] = [float(v) for v in std]
 
 
-def build_module(task: Task, config: dict[str, Any], data_info: dict[str, Any]) -> L.LightningModule:
-    """The task's LightningModule; model keys the config leaves out (num_classes) come from the data."""
-    model = dict(config["model"])
-    model.setdefault("name", task.default_model)
-    for key in task.model_defaults_from_data:
-        if model.get(key) is None and key in data_info:
-            model[key] = data_info[key]
-    return task.module(model=model, optimizer=dict(config["optimizer"]), data_info=data_info)
+def build_model(task: Task, model_config: Mapping[str, Any], data_info: Mapping[str, Any]) -> nn.Module:
+    """The network of ``model_config`` (a complete ``model:`` section, ``name`` included), with the input
+    normalisation of ``data_info`` when it gives one (checkpoints written before it was saved there do not)."""
+    kwargs = dict(model_config)
+    builder = task.model_builders[kwargs.pop("name")]
+    accepted = inspect.signature(builder).parameters
+    for argument, key in _FROM_DATA.items():
+        if argument in accepted and data_info.get(key) is not None:
+            kwargs[argument] = list(data_info[key])
+    return builder(**kwargs)
+
+
+def build_module(task: Task, config: Mapping[str, Any], data_info: Mapping[str, Any]) -> TaskModule:
+    """The task's LightningModule around a new network; ``model.num_classes`` left out comes from the data."""
+    model_config = dict(config["model"])
+    model_config.setdefault("name", task.default_model)
+    if model_config.get("num_classes") is None and "num_classes" in data_info:
+        if "num_classes" in inspect.signature(task.model_builders[model_config["name"]]).parameters:
+            model_config["num_classes"] = data_info["num_classes"]
+    network = build_model(task, model_config, data_info)
+    return task.module(network, model_config, config["optimizer"], data_info)
+
+
+def load_run(task: Task, config: dict[str, Any]) -> tuple[L.LightningDataModule, TaskModule]:
+    """(data module, module) of a checked config; the config's normalisation is resolved in place first."""
+    resolve_normalization(task, config)
+    datamodule = task.datamodule(**config["data"])
+    return datamodule, build_module(task, config, datamodule.data_info())
 
 
 def _read_checkpoint(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any failure to read is reported with the file name
         raise CheckpointError(
             f"cannot read checkpoint {path}: {type(error).__name__}: {str(error).splitlines()[0][:300]}"
         ) from error
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(f"{path} is not a Lightning checkpoint of this toolkit (no state_dict)")
+    return checkpoint
 
 
-def load_checkpoint(
-    module: L.LightningModule,
-    path: str | Path,
-    checkpoint: dict | None = None,
-    inference_keys: Sequence[str] = (),
-) -> dict[str, Any]:
-    """Load a Lightning checkpoint written by tools/train.py into ``module`` (weights only, no unpickling of code).
+def _normalise(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {int(k) if isinstance(k, str) and k.isdigit() else k: v for k, v in value.items()}
+    return value
 
-    The model settings saved in the checkpoint must match the module's: a checkpoint of another architecture,
-    width or class list is refused with the differing keys named. ``inference_keys`` (post-processing settings
-    such as score thresholds) may differ.
+
+def load_checkpoint(module: TaskModule, path: str | Path, checkpoint: dict | None = None) -> dict[str, Any]:
+    """Load a checkpoint written by tools/train.py into ``module`` (weights only: no code from the file runs).
+
+    The model settings saved in the checkpoint must match the module's, and its ``checkpoint_data_keys`` (class
+    names, ...) the data's: a checkpoint of another architecture, width or class list is refused with the
+    differing keys named. The module's ``inference_keys`` (post-processing settings) may differ.
     """
     path = Path(path)
     checkpoint = checkpoint if checkpoint is not None else _read_checkpoint(path)
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise CheckpointError(f"{path} is not a Lightning checkpoint of this toolkit (no state_dict)")
-    saved_info = checkpoint.get("hyper_parameters", {}).get("data_info")
-    current_info = module.hparams.get("data_info")
+    hyper = checkpoint.get("hyper_parameters") or {}
+    saved_info, current_info = hyper.get("data_info"), module.hparams.get("data_info")
     if saved_info is not None and current_info is not None:
-        for key in ("class_names", "label_to_cat_id"):
+        for key in module.checkpoint_data_keys:
             if key in saved_info and _normalise(saved_info[key]) != _normalise(current_info.get(key)):
                 raise CheckpointError(
                     f"{path} was trained on other classes: data_info.{key} is {saved_info[key]!r} in the checkpoint, "
                     f"{current_info.get(key)!r} in the data"
                 )
-    saved = checkpoint.get("hyper_parameters", {}).get("model")
+    saved = hyper.get("model")
     current = dict(module.hparams.get("model", {}))
     if saved is not None:
-        may_differ = {"backbone_weights", *inference_keys}
-        differing = sorted(
-            key for key in (set(saved) | set(current)) - may_differ if saved.get(key) != current.get(key)
-        )
+        may_differ = {"backbone_weights", *module.inference_keys}
+        differing = sorted(k for k in (set(saved) | set(current)) - may_differ if saved.get(k) != current.get(k))
         if differing:
             details = ", ".join(
                 f"model.{k}: checkpoint {saved.get(k)!r} vs config {current.get(k)!r}" for k in differing
@@ -137,49 +203,27 @@ def load_checkpoint(
     return checkpoint
 
 
-def _normalise(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {int(k) if isinstance(k, str) and k.isdigit() else k: v for k, v in value.items()}
-    return value
-
-
-def build_from_checkpoint(
-    config_path: str | Path, checkpoint_path: str | Path, overrides: Sequence[str] = ()
-) -> tuple[Task, L.LightningModule]:
-    """The config's model with the checkpoint's weights, its class list taken from the checkpoint (no dataset
-    needed: for prediction on new images)."""
-    config = load_config(config_path, overrides)
-    task = check_config(config)
+def build_from_checkpoint(task: Task, config: dict[str, Any], checkpoint_path: str | Path) -> TaskModule:
+    """The config's model with the checkpoint's weights, its data_info (class list, normalisation) taken from the
+    checkpoint: no dataset needed, for prediction on new images."""
     checkpoint = _read_checkpoint(Path(checkpoint_path))
-    data_info = checkpoint.get("hyper_parameters", {}).get("data_info") if isinstance(checkpoint, dict) else None
+    data_info = (checkpoint.get("hyper_parameters") or {}).get("data_info")
     if data_info is None:
         raise CheckpointError(f"{checkpoint_path} is not a checkpoint written by tools/train.py (no data_info)")
     module = build_module(task, config, data_info)
-    load_checkpoint(module, checkpoint_path, checkpoint, task.inference_model_keys)
-    return task, module
+    load_checkpoint(module, checkpoint_path, checkpoint)
+    return module
 
 
-def load_run(
-    config_path: str | Path, overrides: Sequence[str] = ()
-) -> tuple[dict[str, Any], Task, L.LightningDataModule, L.LightningModule]:
-    config = load_config(config_path, overrides)
-    task = check_config(config)
-    datamodule = build_datamodule(task, config)
-    module = build_module(task, config, datamodule.data_info())
-    return config, task, datamodule, module
-
-
-def profile_target(config_path: str, overrides: list[str]) -> tuple[torch.nn.Module, Any, str]:
+def profile_target(task: Task, config: Mapping[str, Any]) -> tuple[nn.Module, Any, str]:
     """(model in eval mode, the input to call it with, a description) for tools/profile.py CONFIG.
 
     Needs no dataset: a model section without ``num_classes`` takes the builder's default (COCO's 90, ImageNet's
     1000), which is what the paper's cost columns count.
     """
-    config = load_config(config_path, overrides)
-    task = check_config(config)
-    kwargs = dict(config["model"])
-    name = kwargs.pop("name", task.default_model)
-    kwargs.pop("backbone_weights", None)
-    model = task.model_builders[name](**kwargs).eval()
-    example, description = task.profile_input(model, config)
-    return model, example, f"{name}: {description}"
+    model_config = dict(config["model"])
+    model_config.setdefault("name", task.default_model)
+    model_config.pop("backbone_weights", None)
+    model = build_model(task, model_config, {}).eval()
+    example, description = task.module.example_input(model, config["model"], config["data"])
+    return model, example, f"{model_config['name']}: {description}"

@@ -6,17 +6,13 @@ import sys
 from collections.abc import Callable
 
 from backbone import WeightLoadError
-from tasks.common.build import CheckpointError
-from tasks.common.config import ConfigError
-from tasks.common.errors import DatasetError
-from tasks.common.images import ImageLoadError
+from tasks.common.errors import CheckpointError, ConfigError, DatasetError
 
-# Errors a user causes (bad config, path, file, checkpoint): reported as one line.
+# Errors a user causes (bad config, path, file, checkpoint, weights): reported as one line.
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ConfigError,
     CheckpointError,
     DatasetError,
-    ImageLoadError,
     WeightLoadError,
     FileNotFoundError,
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import inspect
 import types
 import typing
@@ -14,11 +15,16 @@ from typing import Any
 
 import yaml
 
-__all__ = ["ConfigError", "load_config", "apply_overrides", "check_section", "signature_keys", "dump_config"]
+from tasks.common.errors import ConfigError
 
-
-class ConfigError(ValueError):
-    """A config file or override is malformed: the message names the file and the dotted key."""
+__all__ = [
+    "load_config",
+    "apply_overrides",
+    "check_section",
+    "parameter_types",
+    "signature_keys",
+    "dump_config",
+]
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -123,30 +129,35 @@ def _describe(annotation: Any) -> str:
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
+def parameter_types(target: Callable[..., Any], exclude: Sequence[str] = ()) -> dict[str, Any]:
+    """{keyword parameter of ``target``: its annotation (resolved where possible)}, without ``exclude``."""
+    params = signature_keys(target)
+    hints = _type_hints(target)
+    return {name: hints.get(name, param.annotation) for name, param in params.items() if name not in exclude}
+
+
 def check_section(
     section: Mapping[str, Any],
-    target: Callable[..., Any],
+    target: Callable[..., Any] | Mapping[str, Any],
     prefix: str,
     source: str,
     ignore: Sequence[str] = (),
 ) -> None:
-    """Check that every key of ``section`` is a parameter of ``target`` and that its value fits the annotation.
+    """Check that every key of ``section`` is a parameter of ``target`` (a callable, or a ready {key: annotation}
+    mapping from ``parameter_types``) and that its value fits the annotation.
 
     Raises ConfigError such as ``configs/x.yaml: unknown key model.widht_mult (did you mean width_mult?)``.
     """
-    allowed = signature_keys(target)
-    hints = _type_hints(target)
+    allowed = dict(target) if isinstance(target, Mapping) else parameter_types(target)
     for key, value in section.items():
         if key in ignore:
             continue
         if key not in allowed:
-            import difflib
-
             close = difflib.get_close_matches(key, list(allowed), n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             valid = ", ".join(sorted(k for k in allowed if k not in ignore))
             raise ConfigError(f"{source}: unknown key {prefix}.{key}{hint}; valid keys: {valid}")
-        annotation = hints.get(key, allowed[key].annotation)
+        annotation = allowed[key]
         if isinstance(annotation, str):  # unresolved forward reference
             continue
         if not _matches(value, annotation):

@@ -1,4 +1,4 @@
-"""Finding the image files a user points a tool at."""
+"""Finding the image files a user points a tool or a dataset at."""
 
 from __future__ import annotations
 
@@ -7,7 +7,12 @@ from pathlib import Path
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
-__all__ = ["IMAGE_SUFFIXES", "collect_images"]
+__all__ = ["IMAGE_SUFFIXES", "find_images", "collect_images"]
+
+
+def find_images(directory: str | Path) -> list[Path]:
+    """The image files under ``directory`` (by suffix, any case; searched recursively), sorted."""
+    return sorted(p for p in Path(directory).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 def collect_images(inputs: Sequence[str | Path]) -> list[Path]:
@@ -15,7 +20,7 @@ def collect_images(inputs: Sequence[str | Path]) -> list[Path]:
     paths: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            paths.extend(sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()))
+            paths.extend(find_images(item))
         elif item.is_file():
             paths.append(item)
         else:

@@ -8,24 +8,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["ImageLoadError", "load_rgb", "try_load_rgb"]
+from tasks.common.errors import ImageLoadError
 
-
-class ImageLoadError(RuntimeError):
-    """An image file is missing, truncated or not an image."""
-
-    def __init__(self, path: str | Path, reason: str) -> None:
-        super().__init__(f"cannot read image {path}: {reason}")
-        self.path = str(path)
-        self.reason = reason
+__all__ = ["load_rgb", "try_load_rgb"]
 
 
 def load_rgb(path: str | Path, exif_transpose: bool = False) -> np.ndarray:
     """Decode ``path`` to an (H, W, 3) uint8 RGB array.
 
-    Greyscale, palette, RGBA (alpha dropped onto black, as PIL's convert does), CMYK and 16-bit files all become
-    RGB. COCO and Stanford Dogs boxes refer to the stored pixel grid, so the EXIF orientation is ignored unless
-    ``exif_transpose`` is set.
+    Greyscale, palette, RGBA (alpha dropped, colour kept, as PIL's convert does), CMYK and 16-bit files all become
+    RGB; 16-bit values map to 8 bits by a fixed scale (65535 -> 255), whatever the image's brightest pixel. COCO and
+    Stanford Dogs boxes refer to the stored pixel grid, so the EXIF orientation is ignored unless ``exif_transpose``
+    is set.
     """
     path = Path(path)
     if not path.is_file():
@@ -35,12 +29,13 @@ def load_rgb(path: str | Path, exif_transpose: bool = False) -> np.ndarray:
             image.load()
             if exif_transpose:
                 image = ImageOps.exif_transpose(image)
-            if image.mode == "I;16" or image.mode == "I":
-                array = np.asarray(image, dtype=np.float32)
-                array = (array / max(float(array.max()), 1.0) * 255).astype(np.uint8)
+            if image.mode == "I" or image.mode.startswith("I;16"):
+                array = np.asarray(image, dtype=np.float64) / 257.0  # 65535 / 257 = 255
+                array = np.clip(np.round(array), 0, 255).astype(np.uint8)
                 return np.repeat(array[..., None], 3, axis=2)
             return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+    # DecompressionBombError (an image over PIL's pixel limit) is not an OSError.
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise ImageLoadError(path, f"{type(error).__name__}: {error}") from error
 
 

@@ -1,45 +1,183 @@
-"""The LightningModule base every task shares: optimizer and schedule from the ``optimizer:`` section."""
+"""The LightningModule every task derives from: the task contract's hooks, and what all tasks share.
+
+A task writes a subclass that implements the hooks (``training_loss``, ``validation_results``, ``compute_metrics``,
+``predict_records``, ``example_input``; optionally ``draw_prediction`` and ``write_outputs``) and sets the class
+attributes (``monitor``, ``mode``, ...). The base owns the steps, the skipped-image logging, the one gather /
+de-duplicate / broadcast of validation results (each sample counted once under DDP), ``final_metrics``, the
+optimizer over ``trainable_module()`` and the schedule. The network is built by ``tasks.common.build`` and handed in.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Literal
 
 import lightning as L
+import numpy as np
 import torch
+from torch import Tensor, nn
 
+from tasks.common.data import Batch
 from tasks.common.optim import OptimizerConfig, build_optimizer, build_scheduler
 
-__all__ = ["TaskModule"]
+__all__ = ["TaskModule", "merge_results"]
+
+
+def merge_results(per_process: Iterable[Mapping[int, Any]]) -> dict[int, Any]:
+    """Merge {dataset index: result} from every process, sorted by index, keeping each sample once (a distributed
+    sampler pads the last batches with repeated samples; the first copy is kept)."""
+    merged: dict[int, Any] = {}
+    for results in per_process:
+        for index, result in results.items():
+            merged.setdefault(int(index), result)
+    return dict(sorted(merged.items()))
 
 
 class TaskModule(L.LightningModule):
-    """Holds ``self.model`` (a plain nn.Module) and trains it with the configured optimizer and schedule.
+    """Trains ``self.model`` (a plain ``nn.Module`` built by the shared builder) and evaluates it.
 
-    Subclasses build ``self.model`` and implement the steps; ``final_metrics()`` returns the metrics written to
-    metrics.json after the last validation (the same keys as tools/eval.py).
+    Args:
+        model: the network.
+        model_config: the ``model:`` config section it was built from (``name`` and the builder's arguments);
+            saved in checkpoints, where eval and predict compare it with theirs.
+        optimizer: the ``optimizer:`` config section (``tasks.common.optim.OptimizerConfig``).
+        data_info: the data module's ``data_info()``: what the model must know of the data (class names, ...);
+            saved in checkpoints so that prediction needs no dataset.
+
+    Class attributes a task sets:
+        monitor, mode: the validation metric (logged as ``val/<monitor>``) that picks the best checkpoint.
+        logged_metrics: keys of ``compute_metrics`` logged as ``val/<key>`` each validation (None logged as NaN).
+        progress_bar_metrics: those of them also shown on the progress bar.
+        inference_keys: ``model:`` keys that only change post-processing: eval and predict may set them unlike
+            the training run.
+        checkpoint_data_keys: ``data_info`` keys that must agree between a checkpoint and the data it is used on.
+        prediction_summary: what ``predict_records`` writes, for the tool's closing message.
     """
 
-    def __init__(self, optimizer: dict[str, Any] | None = None) -> None:
+    monitor: ClassVar[str]
+    mode: ClassVar[Literal["max", "min"]] = "max"
+    logged_metrics: ClassVar[tuple[str, ...]] = ()
+    progress_bar_metrics: ClassVar[tuple[str, ...]] = ()
+    inference_keys: ClassVar[tuple[str, ...]] = ()
+    checkpoint_data_keys: ClassVar[tuple[str, ...]] = ("class_names",)
+    prediction_summary: ClassVar[str] = "predictions"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        model_config: Mapping[str, Any],
+        optimizer: Mapping[str, Any] | None,
+        data_info: Mapping[str, Any],
+    ) -> None:
         super().__init__()
+        # The same hyper-parameter keys as checkpoints written before the network was built outside the module.
+        self.save_hyperparameters(
+            {"model": dict(model_config), "optimizer": dict(optimizer or {}), "data_info": dict(data_info)}
+        )
+        self.model = model
         self.optimizer_config = OptimizerConfig(**(optimizer or {}))
+        self.data_info: dict[str, Any] = dict(data_info)
+        self._results: dict[int, Any] = {}
+        self._metrics: dict[str, Any] = {}
+        # Every sample's validation result, on the first process only, after a validation epoch.
+        self.all_results: dict[int, Any] = {}
+
+    # ---------------------------------------------------------------------------------------------------------
+    # The hooks a task implements
+
+    def training_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        """(the loss to minimise, other values to log as ``train/<name>``) for a batch of at least one sample."""
+        raise NotImplementedError
+
+    def validation_results(self, batch: Batch) -> list[Any]:
+        """One picklable result per sample of the batch, in order (gathered across processes by dataset index)."""
+        raise NotImplementedError
+
+    def compute_metrics(self, results: dict[int, Any]) -> dict[str, Any]:
+        """The metrics of all validation samples ({dataset index: result}), run on the first process only; the same
+        keys as metrics.json and tools/eval.py. May keep what ``write_outputs`` needs."""
+        raise NotImplementedError
+
+    def predict_records(self, images: list[np.ndarray], score_threshold: float | None) -> list[list[dict[str, Any]]]:
+        """For each decoded (H, W, 3) uint8 RGB image, the records predictions.json lists for it (the shared loop
+        adds each record's ``file``). ``score_threshold`` None means the task's default."""
+        raise NotImplementedError
+
+    def draw_prediction(self, image: np.ndarray, records: list[dict[str, Any]]) -> np.ndarray | None:
+        """A picture of the image's predictions, (H, W, 3) uint8, saved beside predictions.json; None: no picture."""
+        return None
+
+    @classmethod
+    def example_input(
+        cls, model: nn.Module, model_config: Mapping[str, Any], data_config: Mapping[str, Any]
+    ) -> tuple[Any, str]:
+        """(what ``model`` is called with for one image, its description), for profiling and export."""
+        raise NotImplementedError
+
+    def write_outputs(self, run_dir: Path) -> None:
+        """Files of the last validation written beside metrics.json (first process only)."""
+
+    # ---------------------------------------------------------------------------------------------------------
+    # What every task shares
+
+    def trainable_module(self) -> nn.Module:
+        """The module whose parameters the optimizer updates (a frozen teacher stays outside it)."""
+        return self.model
 
     def setup(self, stage: str) -> None:
         # Channels-last convolutions run about 30% faster on CPU (mkldnn) and on GPUs with tensor cores.
         self.model.to(memory_format=torch.channels_last)
 
-    def trainable_module(self):
-        """The module whose parameters the optimizer updates (a frozen teacher stays outside it)."""
-        return self.model
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
+        size = max(1, len(batch))
+        if batch.skipped:
+            self.log("train/skipped_images", float(batch.skipped), reduce_fx="sum", batch_size=size)
+        if not len(batch):  # every image of the batch was unreadable
+            return None
+        loss, logs = self.training_loss(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        for name, value in logs.items():
+            self.log(f"train/{name}", value, batch_size=size)
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._results = {}
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        results = self.validation_results(batch)
+        for index, result in zip(batch.indices.tolist(), results, strict=True):
+            self._results[int(index)] = result
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        parts = [self._results]
+        if self.trainer.world_size > 1:
+            parts = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(parts, self._results)
+        metrics: dict[str, Any] = {}
+        if self.trainer.is_global_zero:
+            self.all_results = merge_results(parts)
+            metrics = self.compute_metrics(self.all_results)
+        self._metrics = self.trainer.strategy.broadcast(metrics, src=0)
+        for name in self.logged_metrics:
+            value = self._metrics.get(name)
+            self.log(
+                f"val/{name}", math.nan if value is None else float(value), prog_bar=name in self.progress_bar_metrics
+            )
+
+    def final_metrics(self) -> dict[str, Any]:
+        """The metrics of the last validation (every process has them), as written to metrics.json."""
+        return dict(self._metrics)
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = build_optimizer(self.trainable_module(), self.optimizer_config)
         total_steps = int(self.trainer.estimated_stepping_batches)
-        epochs = max(1, self.trainer.max_epochs or 1)
-        steps_per_epoch = max(1, total_steps // epochs)
+        # Optimizer steps per epoch: a run whose length is given in steps (trainer.max_steps) has max_epochs -1.
+        steps_per_epoch = math.ceil(self.trainer.num_training_batches / self.trainer.accumulate_grad_batches)
         return {
             "optimizer": optimizer,
-            "lr_scheduler": build_scheduler(optimizer, self.optimizer_config, total_steps, steps_per_epoch),
+            "lr_scheduler": build_scheduler(optimizer, self.optimizer_config, total_steps, max(1, steps_per_epoch)),
         }
-
-    def final_metrics(self) -> dict[str, Any]:
-        raise NotImplementedError

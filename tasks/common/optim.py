@@ -13,7 +13,20 @@ from typing import Literal
 import torch
 from torch import nn
 
-__all__ = ["OptimizerConfig", "parameter_groups", "build_optimizer", "build_scheduler"]
+__all__ = ["OptimizerConfig", "NORM_LAYERS", "parameter_groups", "build_optimizer", "build_scheduler"]
+
+# Normalisation layers (their subclasses, SyncBatchNorm and the lazy ones, included): never weight-decayed.
+NORM_LAYERS = (
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.SyncBatchNorm,
+    nn.InstanceNorm1d,
+    nn.InstanceNorm2d,
+    nn.InstanceNorm3d,
+    nn.GroupNorm,
+    nn.LayerNorm,
+)
 
 
 @dataclass
@@ -51,7 +64,7 @@ class OptimizerConfig:
 
 
 def _no_decay(module: nn.Module, param_name: str) -> bool:
-    if isinstance(module, nn.modules.batchnorm._NormBase) or isinstance(module, nn.GroupNorm | nn.LayerNorm):
+    if isinstance(module, NORM_LAYERS):
         return True
     if param_name == "bias":
         return True

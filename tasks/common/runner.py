@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -14,11 +15,17 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from tasks.common.build import CheckpointError, load_checkpoint, load_run
+from tasks.common.build import load_checkpoint, load_run
 from tasks.common.config import dump_config
+from tasks.common.errors import CheckpointError
+from tasks.common.task import Task
 
-__all__ = ["default_run_dir", "build_trainer", "train", "evaluate", "write_json"]
+__all__ = ["default_run_dir", "build_trainer", "plan_training_length", "train", "evaluate", "write_json"]
+
+# Below this many optimizer steps a run is warned that it will hardly learn.
+FEW_STEPS = 100
 
 log = logging.getLogger(__name__)
 
@@ -91,17 +98,55 @@ def build_trainer(
     return L.Trainer(default_root_dir=run_dir, **kwargs)
 
 
-def train(
-    config_path: str | Path,
-    overrides: Sequence[str] = (),
-    out: str | Path | None = None,
-    resume: bool = False,
-) -> Path:
-    """Train the run config; return the run directory (checkpoints/, logs/, config.yaml, metrics.json)."""
+def _steps_per_epoch(datamodule: L.LightningDataModule, trainer: L.Trainer) -> tuple[int, int]:
+    """(optimizer steps per epoch in each process, training samples), counted from the data the run will see."""
+    datamodule.setup("fit")
+    batches = math.ceil(len(datamodule.train_dataloader()) / max(1, trainer.world_size))
+    limit = trainer.limit_train_batches
+    if isinstance(limit, int):
+        batches = min(batches, limit)
+    elif limit is not None:
+        batches = int(batches * limit)
+    return math.ceil(batches / trainer.accumulate_grad_batches), len(datamodule.train_dataset)
+
+
+def plan_training_length(
+    trainer_config: dict[str, Any], steps_per_epoch: int, min_steps: int = 0
+) -> tuple[dict[str, Any], int, str]:
+    """(trainer arguments, optimizer steps the run will take, a note of what changed) for a run whose length is
+    given in epochs (``max_epochs``) or in optimizer steps (``max_steps``), lengthened to ``min_steps`` where the
+    data is too small for the configured epochs. A lengthened run validates as often as the configured one:
+    ``check_val_every_n_epoch`` grows with its epochs."""
+    kwargs = dict(trainer_config)
+    max_steps = kwargs.get("max_steps")
+    step_limit = max_steps if max_steps is not None and max_steps >= 0 else None
+    max_epochs = kwargs.get("max_epochs")
+    if max_epochs is None:
+        max_epochs = -1 if step_limit is not None else 1000  # Lightning's defaults
+    epoch_limit = max_epochs * steps_per_epoch if max_epochs >= 0 else None
+    steps = min(limit for limit in (epoch_limit, step_limit) if limit is not None)
+    if steps >= min_steps or steps_per_epoch == 0:
+        return kwargs, steps, ""
+    if epoch_limit is not None and epoch_limit < min_steps:
+        epochs = math.ceil(min_steps / steps_per_epoch)
+        every = kwargs.get("check_val_every_n_epoch", 1)
+        if every:
+            kwargs["check_val_every_n_epoch"] = max(1, round(every * epochs / max(1, max_epochs)))
+        kwargs["max_epochs"] = epochs
+    if step_limit is not None and step_limit < min_steps:
+        kwargs["max_steps"] = min_steps
+    kwargs, new_steps, _ = plan_training_length(kwargs, steps_per_epoch)
+    return kwargs, new_steps, f" (lengthened from {steps} to reach min_steps {min_steps})"
+
+
+def train(task: Task, config: dict[str, Any], out: str | Path | None = None, resume: bool = False) -> Path:
+    """Train a checked run config of ``task``; return the run directory (checkpoints/, logs/, config.yaml,
+    metrics.json and the task's outputs)."""
     if resume and out is None:
         raise ValueError("--resume needs --out DIR: the run directory to continue")
-    config, task, datamodule, module = load_run(config_path, overrides)
-    run_dir = Path(out) if out is not None else default_run_dir(config_path)
+    source = config.get("_source", "run")
+    datamodule, module = load_run(task, config)
+    run_dir = Path(out) if out is not None else default_run_dir(source)
     ckpt_path = None
     if resume:
         ckpt_path = run_dir / "checkpoints" / "last.ckpt"
@@ -110,25 +155,40 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     with _run_dir_for_relaunched_ranks(run_dir):
         L.seed_everything(config.get("seed", 0), workers=True, verbose=False)
-        trainer = build_trainer(config["trainer"], run_dir, task.monitor, task.monitor_mode)
+        trainer = build_trainer(config["trainer"], run_dir, module.monitor, module.mode)
+        steps_per_epoch, samples = _steps_per_epoch(datamodule, trainer)
+        trainer_config, steps, note = plan_training_length(
+            config["trainer"], steps_per_epoch, config.get("min_steps", 0)
+        )
+        if trainer_config != config["trainer"]:
+            config["trainer"] = trainer_config
+            trainer = build_trainer(trainer_config, run_dir, module.monitor, module.mode)
+        rank_zero_info(
+            f"training: {steps} optimizer steps{note}, {steps_per_epoch} per epoch ({samples} training samples, "
+            f"{trainer.world_size} process(es))"
+        )
+        if steps < FEW_STEPS:
+            rank_zero_warn(
+                f"only {steps} optimizer steps: too few to learn much; raise trainer.max_epochs or set min_steps "
+                f"(top level of {source})"
+            )
         if trainer.is_global_zero:
             dump_config(config, run_dir / "config.yaml")
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True if ckpt_path else None)
         # Final validation with the weights training ended on: the same keys as tools/eval.py.
         trainer.validate(module, datamodule=datamodule, verbose=False)
     if trainer.is_global_zero:
-        metrics = module.final_metrics()
-        write_json(metrics, run_dir / "metrics.json")
+        write_json(module.final_metrics(), run_dir / "metrics.json")
         module.write_outputs(run_dir)
     return run_dir
 
 
 def evaluate(
-    config_path: str | Path, checkpoint: str | Path, overrides: Sequence[str] = (), out: str | Path | None = None
+    task: Task, config: dict[str, Any], checkpoint: str | Path, out: str | Path | None = None
 ) -> dict[str, Any]:
     """Evaluate ``checkpoint`` on the config's validation data; write metrics.json (and task outputs) to ``out``."""
-    config, task, datamodule, module = load_run(config_path, overrides)
-    load_checkpoint(module, checkpoint, inference_keys=task.inference_model_keys)
+    datamodule, module = load_run(task, config)
+    load_checkpoint(module, checkpoint)
     run_dir = Path(out) if out is not None else Path(checkpoint).resolve().parent.parent / "eval"
     trainer = build_trainer(config["trainer"], run_dir, train=False)
     trainer.validate(module, datamodule=datamodule, verbose=False)

@@ -1,59 +1,36 @@
-"""What a task (detection, classification, ...) gives the shared runner: its data module, its LightningModule,
-its model builders, the metric that picks the best checkpoint, and its prediction writer."""
+"""What a task gives the shared pipeline: one ``Task`` value, registered by one line in ``tasks/registry.py``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
-import lightning as L
 from torch import nn
 
-__all__ = ["Task", "get_task", "TASK_MODULES"]
+from tasks.common.data import TaskDataModule
+from tasks.common.module import TaskModule
+
+__all__ = ["Task"]
 
 
 @dataclass(frozen=True)
 class Task:
-    """A task's pieces.
+    """A task's pieces, which the shared builder (``tasks.common.build``) and runner put together.
 
-    ``module`` is a LightningModule whose ``__init__(model: dict, optimizer: dict, data_info: dict, **extra)``
-    builds ``model_builders[model["name"]](**model_kwargs)``; ``datamodule`` takes the ``data:`` section as keyword
-    arguments and reports ``data_info()`` (class names, ids: whatever the module must know about the data).
+    Attributes:
+        name: what a config's ``task:`` key says.
+        datamodule: takes the ``data:`` section as keyword arguments; its ``data_info()`` tells the module what it
+            must know of the data.
+        module: the ``TaskModule`` subclass: its hooks say how to train, evaluate and predict.
+        model_builders: ``model.name`` -> builder; the ``model:`` section's other keys are the builder's arguments
+            (and, for a builder taking ``**backbone_options``, the chosen backbone's). Builders take
+            ``image_mean`` / ``image_std`` (the resolved input normalisation) and, where the data decides it,
+            ``num_classes``.
+        default_model: the builder used when the config gives no ``model.name``.
     """
 
     name: str
-    datamodule: type[L.LightningDataModule]
-    module: type[L.LightningModule]
+    datamodule: type[TaskDataModule]
+    module: type[TaskModule]
     model_builders: Mapping[str, Callable[..., nn.Module]]
     default_model: str
-    monitor: str
-    monitor_mode: str = "max"
-    # Keys of ``data_info()`` that fill the model section when it does not set them (e.g. num_classes).
-    model_defaults_from_data: Sequence[str] = ("num_classes",)
-    predict: Callable[..., Any] | None = None
-    # What ``predict`` writes for each record, for the tool's closing message.
-    predict_summary: str = "predictions"
-    # (model, config) -> (example input, description) for tools/profile.py CONFIG.
-    profile_input: Callable[[nn.Module, dict[str, Any]], tuple[Any, str]] | None = None
-    extra_sections: Sequence[str] = field(default_factory=tuple)
-    # ``model:`` keys that only change post-processing: eval.py and predict.py may set them unlike the training run.
-    inference_model_keys: Sequence[str] = ()
-
-
-# The tasks a config's ``task:`` key may name, and the module holding each one's ``TASK``.
-TASK_MODULES: dict[str, str] = {
-    "detection": "tasks.detection.task",
-    "classification": "tasks.classification.task",
-}
-
-
-def get_task(name: str, source: str | Path = "config") -> Task:
-    import importlib
-
-    from tasks.common.config import ConfigError
-
-    if name not in TASK_MODULES:
-        raise ConfigError(f"{source}: unknown task {name!r}; choose one of {sorted(TASK_MODULES)}")
-    return importlib.import_module(TASK_MODULES[name]).TASK

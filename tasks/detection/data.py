@@ -1,4 +1,4 @@
-"""COCO-format detection data: a validated dataset, its collate function and a Lightning data module.
+"""COCO-format detection data: a validated dataset and a Lightning data module (batches by ``collate_lists``).
 
 Targets follow torchvision's detection convention: boxes x1y1x2y2 in pixels of the returned image, labels 1..C
 with 0 left for the background. Original COCO category ids (gapped, 1..90 for COCO) map to labels in sorted order.
@@ -7,38 +7,29 @@ with 0 left for the background. Original COCO category ids (gapped, 1..90 for CO
 from __future__ import annotations
 
 import contextlib
-import functools
 import io
 import json
 import logging
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 from pycocotools.coco import COCO
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from tasks.common.errors import DatasetError
-from tasks.common.images import ImageLoadError, load_rgb, try_load_rgb
-from tasks.detection.transforms import AUGMENT_MODES, AugmentMode, build_eval_transforms, build_train_transforms
+from tasks.common.data import TaskDataModule, collate_lists, draw_seed
+from tasks.common.errors import ConfigError, DatasetError
+from tasks.common.images import load_rgb, try_load_rgb
+from tasks.detection.transforms import AUGMENT_MODES, AugmentMode, build_eval_transform, build_train_transform
 
-__all__ = [
-    "CocoDataModule",
-    "CocoDetection",
-    "DatasetError",
-    "ImageLoadError",
-    "collate_detection",
-    "load_coco",
-]
+__all__ = ["CocoDataModule", "CocoDetection", "load_coco"]
 
 logger = logging.getLogger(__name__)
 
-Sample = tuple[Tensor, dict[str, Any]]
 TransformFn = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[Tensor, Tensor, Tensor]]
 
 
@@ -117,26 +108,27 @@ def load_coco(ann_file: str | Path) -> COCO:
 class CocoDetection(Dataset):
     """Images and boxes of one COCO annotation file.
 
-    ``dataset[i]`` -> ``(image, target)``: image float32 (3, H, W) in [0, 1] after ``transforms``; target
+    ``dataset[i]`` -> ``(image, target, i)``: image float32 (3, H, W) in [0, 1] after ``transform``; target
     {"boxes": float32 (N, 4) x1y1x2y2 pixels, "labels": int64 (N,) in 1..C, "image_id": int, "orig_size": (h, w)}.
     Every image is kept, those without annotations as negatives (N = 0). Crowd regions are left out of the
     targets; boxes are clipped to the image and those left with no width or height are dropped (counted once, in
-    ``num_dropped_boxes``). ``transforms`` takes (image uint8 HxWx3, boxes (N, 4), labels (N,)) and returns tensors
+    ``num_dropped_boxes``). ``transform`` takes (image uint8 HxWx3, boxes (N, 4), labels (N,)) and returns tensors
     (see ``tasks.detection.transforms``); ``None`` only converts.
     With ``train=True`` an unreadable image gives a warning naming it and ``dataset[i]`` is ``None`` (dropped by
-    ``collate_detection``); otherwise it raises ``ImageLoadError``.
+    ``collate_lists``); otherwise it raises ``ImageLoadError`` (or ``DatasetError`` for a size that disagrees with
+    the annotation file).
     """
 
     def __init__(
         self,
         image_dir: str | Path,
         ann_file: str | Path,
-        transforms: TransformFn | None = None,
+        transform: TransformFn | None = None,
         train: bool = False,
     ) -> None:
         self.image_dir = Path(image_dir)
         self.ann_file = Path(ann_file)
-        self.transforms = transforms if transforms is not None else build_eval_transforms()
+        self.transform = transform if transform is not None else build_eval_transform()
         self.train = train
         self.coco = load_coco(self.ann_file)
         self.image_ids: list[int] = sorted(self.coco.imgs)
@@ -148,7 +140,7 @@ class CocoDetection(Dataset):
         self._targets, self.num_dropped_boxes = self._build_targets()
         if self.num_dropped_boxes:
             logger.warning("dropped %d degenerate boxes in %s", self.num_dropped_boxes, self.ann_file)
-        # Counted in this process only: each DataLoader worker keeps its own copy (collate_detection reports the
+        # Counted in this process only: each DataLoader worker keeps its own copy (a Batch's ``skipped`` is the
         # per-batch count, which is what a training loop should log).
         self.num_skipped_images = 0
 
@@ -192,23 +184,16 @@ class CocoDetection(Dataset):
             self.num_skipped_images += 1
         return image
 
-    def __getitem__(self, index: int) -> Sample | None:
+    def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Any], int] | None:
         image_id = self.image_ids[index]
         image = self._load_image(image_id)
         if image is None:
             return None
         orig_size = (int(image.shape[0]), int(image.shape[1]))
         boxes, labels = self._targets[image_id]
-        image_tensor, boxes_tensor, labels_tensor = self.transforms(image, boxes, labels)
+        image_tensor, boxes_tensor, labels_tensor = self.transform(image, boxes, labels)
         target = {"boxes": boxes_tensor, "labels": labels_tensor, "image_id": int(image_id), "orig_size": orig_size}
-        return image_tensor, target
-
-
-def collate_detection(batch: list[Sample | None]) -> tuple[list[Tensor], list[dict[str, Any]], int]:
-    """Batch as lists (images differ in size before the model resizes them), dropping the ``None`` samples of
-    unreadable images. Returns (images, targets, number of samples dropped)."""
-    kept = [sample for sample in batch if sample is not None]
-    return [image for image, _ in kept], [target for _, target in kept], len(batch) - len(kept)
+        return image_tensor, target, index
 
 
 _COCO_DEFAULTS = {
@@ -229,16 +214,19 @@ def _resolve(root: Path, argument: str, value: str | None) -> Path:
     return path
 
 
-class CocoDataModule(L.LightningDataModule):
-    """COCO-format train/val loaders (COCO 2017 layout by default; each path can be overridden, relative paths are
-    taken from ``root``).
+class CocoDataModule(TaskDataModule):
+    """COCO-format train/val data (COCO 2017 layout by default; each path can be overridden, relative paths are
+    taken from ``root``); batches are ``Batch`` lists (``collate_lists``).
 
     Training images go through ``augment`` ("ssd": photometric distortion, zoom out, minimum-IoU crop, flip, resize;
     "flip": flip and resize; "none": resize) and come out ``image_size`` x ``image_size``. Validation images keep
     their size: the model resizes internally and maps boxes back, so val targets are in original pixels.
     The validation file is loaded and checked at construction (``num_classes`` and the class names come from it);
-    the training file on first use, so evaluation reads only the validation files.
+    the training file in ``setup("fit")``, so evaluation reads only the validation files. ``mean`` and ``std``: the
+    normalisation the detector applies to inputs in [0, 1] (None: the backbone's own); see ``TaskDataModule``.
     """
+
+    collate_fn = staticmethod(collate_lists)
 
     def __init__(
         self,
@@ -258,11 +246,13 @@ class CocoDataModule(L.LightningDataModule):
         flip_p: float = 0.5,
         photometric_p: float = 0.5,
         min_box_size: float = 1.0,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, num_workers, val_batch_size, mean, std)
         self.save_hyperparameters()
         if augment not in AUGMENT_MODES:
-            raise ValueError(f"augment must be one of {AUGMENT_MODES}, got {augment!r}")
+            raise ConfigError(f"data.augment must be one of {AUGMENT_MODES}, got {augment!r}")
         root_path = Path(root).expanduser()
         if not root_path.is_dir():
             raise FileNotFoundError(f"root: {root_path} is not a directory")
@@ -270,9 +260,6 @@ class CocoDataModule(L.LightningDataModule):
         self._train_paths = {"train_images": train_images, "train_annotations": train_annotations}
         self.val_images = _resolve(root_path, "val_images", val_images)
         self.val_annotations = _resolve(root_path, "val_annotations", val_annotations)
-        self.batch_size = batch_size
-        self.val_batch_size = val_batch_size or batch_size
-        self.num_workers = num_workers
         self._train_transform_args = dict(
             image_size=image_size,
             augment=augment,
@@ -283,17 +270,21 @@ class CocoDataModule(L.LightningDataModule):
             photometric_p=photometric_p,
             min_box_size=min_box_size,
         )
-        self.val_dataset = CocoDetection(self.val_images, self.val_annotations, build_eval_transforms(), train=False)
+        self.val_dataset: CocoDetection = CocoDetection(
+            self.val_images, self.val_annotations, build_eval_transform(), train=False
+        )
+        self.train_dataset: CocoDetection | None = None
 
-    @functools.cached_property
-    def train_dataset(self) -> CocoDetection:
-        """Loaded on first use, so evaluation needs (and reads) only the validation files."""
+    def setup(self, stage: str | None = None) -> None:
+        """Load the training file for ``fit`` (once); its augmentation is seeded from torch's generator."""
+        if stage not in (None, "fit") or self.train_dataset is not None:
+            return
         self.train_images = _resolve(self._root, "train_images", self._train_paths["train_images"])
         self.train_annotations = _resolve(self._root, "train_annotations", self._train_paths["train_annotations"])
-        transforms = build_train_transforms(**self._train_transform_args)
-        dataset = CocoDetection(self.train_images, self.train_annotations, transforms, train=True)
+        transform = build_train_transform(**self._train_transform_args, seed=draw_seed())
+        dataset = CocoDetection(self.train_images, self.train_annotations, transform, train=True)
         self._check_same_categories(dataset)
-        return dataset
+        self.train_dataset = dataset
 
     def _check_same_categories(self, train_dataset: CocoDetection) -> None:
         train = {cat_id: cat["name"] for cat_id, cat in train_dataset.coco.cats.items()}
@@ -318,27 +309,12 @@ class CocoDataModule(L.LightningDataModule):
         return self.val_dataset.label_to_cat_id
 
     def data_info(self) -> dict[str, Any]:
-        """What the model must know of the data; saved in checkpoints so prediction needs no dataset."""
+        """``num_classes``, ``class_names``, ``label_to_cat_id`` (contiguous label -> the file's category id), and
+        the input normalisation ``mean`` and ``std`` (None: the backbone's own)."""
         return {
             "num_classes": self.num_classes,
             "class_names": list(self.class_names),
             "label_to_cat_id": dict(self.label_to_cat_id),
+            "mean": self.mean,
+            "std": self.std,
         }
-
-    def _loader(self, dataset: CocoDetection, batch_size: int, train: bool) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=train,
-            # A last training batch of one image breaks BatchNorm on the 1x1 maps: drop the remainder.
-            drop_last=train and len(dataset) >= batch_size,
-            num_workers=self.num_workers,
-            collate_fn=collate_detection,
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_dataset, self.batch_size, train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_dataset, self.val_batch_size, train=False)

@@ -60,7 +60,7 @@ def coco_metrics(coco_gt: COCO, results: Mapping[int, list[dict]]) -> tuple[dict
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
         if detections:
-            coco_dt = coco_gt.loadRes(detections)
+            coco_dt = coco_gt.loadRes([dict(d) for d in detections])  # loadRes adds keys to each dict it gets
         else:  # loadRes rejects an empty list: evaluate against no detections
             coco_dt = COCO()
             coco_dt.dataset = {"images": coco_gt.dataset["images"], "categories": coco_gt.dataset["categories"]}

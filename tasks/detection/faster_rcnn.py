@@ -4,23 +4,32 @@ torchvision supplies the meta-architecture (resizing, RPN, proposal sampling, Ro
 this file supplies the MobileNet pieces of the reference design: the RPN and the RoI crops both read the stride-16
 map (conv11), anchors of four scales and three ratios sit on that one map, every proposal is cropped to 14x14, and
 the box classifier is the backbone's own last two stages (conv12, conv13; conv12's stride 2 makes the crop 7x7)
-followed by global average pooling.
+followed by global average pooling. The backbone is any of ``backbone.BACKBONES``, read at stride 16.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Any
 
 from torch import nn
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.faster_rcnn import FasterRCNN, FastRCNNPredictor
+from torchvision.models.detection.faster_rcnn import FasterRCNN, FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.rpn import RPNHead
 from torchvision.ops import MultiScaleRoIAlign
 
-from backbone import MobileNetV1Backbone, load_weights
+from backbone import FeatureBackbone, backbone_normalization, build_backbone
+from backbone import backbone_options as options_of
 
-__all__ = ["MobileNetBoxHead", "default_anchor_sizes", "fasterrcnn_mobilenet_v1"]
+__all__ = [
+    "PROFILE_IMAGE_SIZE",
+    "FALLBACK_REPRESENTATION_SIZE",
+    "BackboneBoxHead",
+    "box_head_for",
+    "default_anchor_sizes",
+    "fasterrcnn_mobilenet_v1",
+]
 
 # TF's grid anchors for Faster-RCNN: scales 0.25, 0.5, 1, 2 of a 256-pixel base box, for images resized to 600.
 _TF_ANCHOR_SCALES = (0.25, 0.5, 1.0, 2.0)
@@ -28,29 +37,42 @@ _TF_ANCHOR_BASE = 256
 _TF_MIN_SIZE = 600
 # COCO's most common image size (height, width): the profiler counts the detector on it.
 PROFILE_IMAGE_SIZE = (480, 640)
+# Width of the fallback box classifier's two fully connected layers (torchvision's FasterRCNN default).
+FALLBACK_REPRESENTATION_SIZE = 1024
 
 
-class MobileNetBoxHead(nn.Sequential):
-    """The box classifier: the backbone stages that follow the RoI map, run on every crop, then a global average pool.
+class BackboneBoxHead(nn.Sequential):
+    """The box classifier: the backbone's own layers after the RoI tap, run on every crop, then a global average pool.
 
-    The stages are the backbone's own modules, not copies: backbone weights cover them and training updates the
-    same parameters (the state dict lists them under both parents). ``forward(crops)`` maps (K, C_in, S, S) RoI
-    crops to (K, ``out_channels``) features; with S = 14, conv12's stride 2 works on 7x7.
+    The layers are the backbone's modules, not copies: backbone weights cover them and training updates the same
+    parameters (the state dict lists them under both parents, ``backbone.conv12...`` and ``roi_heads.box_head.
+    conv12...``). ``forward(crops)`` maps (K, C_in, S, S) RoI crops to (K, ``out_channels``) features; on
+    MobileNetV1 with S = 14, conv12's stride 2 works on 7x7.
     """
 
-    def __init__(self, backbone: MobileNetV1Backbone, roi_stage: str) -> None:
-        names = backbone.stage_names
-        if roi_stage not in names:
-            raise ValueError(f"roi_stage {roi_stage!r} is not a stage of the backbone; it has {names}")
-        stages = names[names.index(roi_stage) + 1 :]
-        if not stages:
-            raise ValueError(f"the backbone has no stage after {roi_stage!r} to classify the crops with")
-        layers: OrderedDict[str, nn.Module] = OrderedDict((name, backbone.stage(name)) for name in stages)
-        layers["pool"] = nn.AdaptiveAvgPool2d(1)
-        layers["flatten"] = nn.Flatten(1)
-        super().__init__(layers)
-        self.stage_names = tuple(stages)
-        self.out_channels = backbone.stage_info[stages[-1]].channels
+    def __init__(self, layers: nn.Module, out_channels: int) -> None:
+        # A Sequential's children sit directly under the head, so the keys stay those of the backbone's stages.
+        children = OrderedDict(layers.named_children() if isinstance(layers, nn.Sequential) else [("layers", layers)])
+        children["pool"] = nn.AdaptiveAvgPool2d(1)
+        children["flatten"] = nn.Flatten(1)
+        super().__init__(children)
+        self.out_channels = out_channels
+
+
+def box_head_for(backbone: FeatureBackbone, roi_tap: str, crop_size: int) -> tuple[nn.Module, int]:
+    """The box classifier on ``roi_tap`` crops and its output width.
+
+    ``BackboneBoxHead`` on ``backbone.layers_after(roi_tap)``, as the reference design. A backbone that cannot
+    provide its layers after the tap (``layers_after`` is None, or nothing follows the tap) gets torchvision's
+    FasterRCNN default instead: two fully connected layers of ``FALLBACK_REPRESENTATION_SIZE`` (``TwoMLPHead``) on
+    the flattened crop.
+    """
+    layers = backbone.layers_after(roi_tap)
+    if layers is None or (isinstance(layers, nn.Sequential) and len(layers) == 0):
+        in_features = backbone.out_channels[roi_tap] * crop_size**2
+        return TwoMLPHead(in_features, FALLBACK_REPRESENTATION_SIZE), FALLBACK_REPRESENTATION_SIZE
+    final = next(reversed(backbone.tap_info.values()))
+    return BackboneBoxHead(layers, final.channels), final.channels
 
 
 def default_anchor_sizes(min_size: int) -> tuple[float, ...]:
@@ -60,11 +82,12 @@ def default_anchor_sizes(min_size: int) -> tuple[float, ...]:
 
 def fasterrcnn_mobilenet_v1(
     num_classes: int = 90,
-    width_mult: float = 1.0,
-    activation: str = "relu6",
+    backbone: str = "mobilenet_v1",
     min_size: int = 600,
     max_size: int = 1024,
     backbone_weights: str | None = None,
+    image_mean: Sequence[float] | None = None,
+    image_std: Sequence[float] | None = None,
     anchor_sizes: Sequence[float] | None = None,
     aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
     rpn_pre_nms_top_n_train: int = 6000,
@@ -85,19 +108,22 @@ def fasterrcnn_mobilenet_v1(
     score_threshold: float = 0.01,
     nms_threshold: float = 0.6,
     detections_per_image: int = 100,
+    **backbone_options: Any,
 ) -> FasterRCNN:
-    """Faster-RCNN with a MobileNetV1 backbone (the paper's "Faster-RCNN 300" and "600" rows).
+    """Faster-RCNN on a registered backbone, MobileNetV1 by default (the paper's "Faster-RCNN 300" and "600" rows).
 
     Defaults follow the TF Object Detection API's Faster-RCNN settings (Huang et al., 2017) where torchvision's differ.
 
     Args:
         num_classes: object categories, background not counted.
-        width_mult: the backbone's alpha (the RPN's 3x3 convolution and the box classifier follow its widths).
-        activation: backbone activation ("relu6" as TF-slim, or "relu").
+        backbone: a name in ``backbone.BACKBONES``; its stride-16 tap feeds the RPN and the RoI crops (the RPN's 3x3
+            convolution and the box classifier follow its widths).
         min_size: the shorter image side after resizing (300 or 600 in the paper).
         max_size: the cap on the longer side after resizing.
-        backbone_weights: a file for ``backbone.load_weights`` (ours, or timm's mobilenetv1_100), loaded before the
-            box classifier takes its stages from the backbone.
+        backbone_weights: a file for the backbone's weight loader (for mobilenet_v1: ours, or timm's
+            mobilenetv1_100), loaded before the box classifier takes its layers from the backbone.
+        image_mean, image_std: RGB normalisation of the [0, 1] images; None is the backbone's (MobileNetV1:
+            0.5 and 0.5, TF's [-1, 1]).
         anchor_sizes: anchor sides in pixels of the resized image; None is TF's 0.25, 0.5, 1, 2 x 256 px scaled by
             ``min_size`` / 600 (32 to 256 px at 300).
         aspect_ratios: anchor height / width ratios; every size has every ratio on each cell of the stride-16 map.
@@ -115,28 +141,33 @@ def fasterrcnn_mobilenet_v1(
             background in the box classifier.
         box_batch_size_per_image, box_positive_fraction: proposals sampled per image for the box classifier (TF: 64).
         score_threshold, nms_threshold, detections_per_image: post-processing (per-class NMS).
+        backbone_options: the backbone's own settings (``backbone.backbone_options(backbone)``), e.g.
+            mobilenet_v1's ``width_mult`` (alpha) and ``activation`` (default here "relu6", as TF-slim).
+
+    The box classifier is ``box_head_for(backbone, tap, crop_size)``: the backbone's layers after the stride-16
+    tap (conv12, conv13 on MobileNetV1), or a two-layer MLP for a backbone without ``layers_after``.
     """
-    backbone = MobileNetV1Backbone(width_mult=width_mult, activation=activation, out_features=("conv0",))
-    roi_stage = backbone.last_stage_with_stride(16)
-    backbone = MobileNetV1Backbone(width_mult=width_mult, activation=activation, out_features=(roi_stage,))
-    if backbone_weights:
-        load_weights(backbone, backbone_weights)
-    # torchvision only checks the backbone has ``out_channels``; ours is a dict of stage -> channels.
-    feature_channels = backbone.out_channels[roi_stage]
+    if "activation" in options_of(backbone):
+        backbone_options.setdefault("activation", "relu6")
+    body = build_backbone(backbone, strides=(16,), weights=backbone_weights, **backbone_options)
+    (roi_tap,) = body.out_features
+    # torchvision only checks the backbone has ``out_channels``; ours is a dict of tap -> channels.
+    feature_channels = body.out_channels[roi_tap]
+    default_mean, default_std = backbone_normalization(backbone)
 
     sizes = tuple(anchor_sizes) if anchor_sizes is not None else default_anchor_sizes(min_size)
     anchor_generator = AnchorGenerator(sizes=(sizes,), aspect_ratios=(tuple(aspect_ratios),))
     rpn_head = RPNHead(feature_channels, anchor_generator.num_anchors_per_location()[0])
-    roi_pool = MultiScaleRoIAlign(featmap_names=[roi_stage], output_size=crop_size, sampling_ratio=sampling_ratio)
-    box_head = MobileNetBoxHead(backbone, roi_stage)
-    box_predictor = FastRCNNPredictor(box_head.out_channels, num_classes + 1)
+    roi_pool = MultiScaleRoIAlign(featmap_names=[roi_tap], output_size=crop_size, sampling_ratio=sampling_ratio)
+    box_head, box_channels = box_head_for(body, roi_tap, crop_size)
+    box_predictor = FastRCNNPredictor(box_channels, num_classes + 1)
 
-    model = FasterRCNN(
-        backbone,
+    return FasterRCNN(
+        body,
         min_size=min_size,
         max_size=max_size,
-        image_mean=[0.5, 0.5, 0.5],  # inputs scaled to [-1, 1], as TF's preprocessing
-        image_std=[0.5, 0.5, 0.5],
+        image_mean=list(image_mean if image_mean is not None else default_mean),
+        image_std=list(image_std if image_std is not None else default_std),
         rpn_anchor_generator=anchor_generator,
         rpn_head=rpn_head,
         rpn_pre_nms_top_n_train=rpn_pre_nms_top_n_train,
@@ -159,5 +190,3 @@ def fasterrcnn_mobilenet_v1(
         box_batch_size_per_image=box_batch_size_per_image,
         box_positive_fraction=box_positive_fraction,
     )
-    model.profile_image_size = PROFILE_IMAGE_SIZE
-    return model

@@ -3,7 +3,7 @@
 torchvision supplies the meta-architecture (resizing, box coder, matcher, hard negative mining, NMS); this file
 supplies what it lacks for the reference design: the feature extractor with its four extra layers, the anchor
 layout with 3 anchors per cell on the lowest map (1917 anchors at 300x300), 1x1 box predictors, and a minimum
-number of mined negatives per image.
+number of mined negatives per image. The backbone is any of ``backbone.BACKBONES``, read at strides 16 and 32.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -18,20 +19,21 @@ from torch import Tensor, nn
 from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.ssd import SSD, SSDScoringHead
 
-from backbone import MobileNetV1Backbone, load_weights
+from backbone import FeatureBackbone, backbone_normalization, build_backbone
+from backbone import backbone_options as options_of
 
 __all__ = ["SSDFeatureExtractor", "SSDAnchorGenerator", "SSDPredictor", "MobileNetSSD", "ssd300_mobilenet_v1"]
 
 
 class SSDFeatureExtractor(nn.Module):
-    """The backbone's stride-16 and stride-32 stages, then extra layers that halve the map each time.
+    """The backbone's two taps (stride 16 and 32), then extra layers that halve the map each time.
 
     Each extra layer is a 1x1 convolution to half its depth and a 3x3 stride-2 convolution, with BatchNorm and
-    ReLU6 (TF's multi_resolution_feature_maps). ``forward(x)`` returns an ordered dict of six maps; at 300x300
-    their sizes are 19, 10, 5, 3, 2, 1. ``out_channels`` lists their depths.
+    ReLU6 (TF's multi_resolution_feature_maps); ``depth_mult`` scales ``extra_depths``. ``forward(x)`` returns an
+    ordered dict of six maps; at 300x300 their sizes are 19, 10, 5, 3, 2, 1. ``out_channels`` lists their depths.
     """
 
-    def __init__(self, backbone: MobileNetV1Backbone, extra_depths: Sequence[int], width_mult: float) -> None:
+    def __init__(self, backbone: FeatureBackbone, extra_depths: Sequence[int], depth_mult: float = 1.0) -> None:
         super().__init__()
         self.body = backbone
         channels = list(backbone.out_channels.values())
@@ -41,8 +43,8 @@ class SSDFeatureExtractor(nn.Module):
         in_chs = channels[-1]
         for depth in extra_depths:
             # TF: depth_fn(d) = max(int(d * depth_multiplier), min_depth=16)
-            out_chs = max(int(depth * width_mult), 16)
-            mid_chs = max(int(depth * width_mult / 2), 16)
+            out_chs = max(int(depth * depth_mult), 16)
+            mid_chs = max(int(depth * depth_mult / 2), 16)
             self.extras.append(
                 nn.Sequential(
                     nn.Conv2d(in_chs, mid_chs, 1, bias=False),
@@ -251,11 +253,13 @@ class MobileNetSSD(SSD):
 
 def ssd300_mobilenet_v1(
     num_classes: int = 90,
-    width_mult: float = 1.0,
-    activation: str = "relu6",
+    backbone: str = "mobilenet_v1",
     image_size: int = 300,
     backbone_weights: str | None = None,
+    image_mean: Sequence[float] | None = None,
+    image_std: Sequence[float] | None = None,
     extra_depths: Sequence[int] = (512, 256, 256, 128),
+    extra_depth_mult: float | None = None,
     min_scale: float = 0.2,
     max_scale: float = 0.95,
     iou_threshold: float = 0.5,
@@ -266,16 +270,21 @@ def ssd300_mobilenet_v1(
     nms_threshold: float = 0.6,
     detections_per_image: int = 100,
     topk_candidates: int = 400,
+    **backbone_options: Any,
 ) -> MobileNetSSD:
-    """SSD300 with a MobileNetV1 backbone (the paper's detection table).
+    """SSD300 on a registered backbone, MobileNetV1 by default (the paper's detection table).
 
     Args:
         num_classes: object categories, background not counted.
-        width_mult: the backbone's alpha; the extra layers' depths scale with it too.
-        activation: backbone activation ("relu6" as TF-slim, or "relu").
+        backbone: a name in ``backbone.BACKBONES``; its stride-16 and stride-32 taps feed the first two maps.
         image_size: the square input side every image is resized to.
-        backbone_weights: a file for ``backbone.load_weights`` (ours, or timm's mobilenetv1_100).
-        extra_depths: depths of the four extra layers at alpha 1.
+        backbone_weights: a file for the backbone's weight loader (for mobilenet_v1: ours, or timm's
+            mobilenetv1_100).
+        image_mean, image_std: RGB normalisation of the [0, 1] images; None is the backbone's (MobileNetV1:
+            0.5 and 0.5, TF's [-1, 1]).
+        extra_depths: depths of the four extra layers at depth multiplier 1.
+        extra_depth_mult: scales ``extra_depths``; None follows the backbone's ``width_mult`` (as TF's depth
+            multiplier scales both), or 1 for a backbone without one.
         min_scale, max_scale: anchor scales of the first and last maps.
         iou_threshold: anchors with IoU >= this with a box are positives (each box also gets its best anchor).
         neg_pos_ratio: hard negatives mined per positive.
@@ -283,13 +292,18 @@ def ssd300_mobilenet_v1(
         object_balance: 0 weighs every positive anchor alike (the reference); b > 0 weighs those of a box matched
             by k anchors by k ** -b, so that small boxes, which match few anchors, count more (1: every box alike).
         score_threshold, nms_threshold, detections_per_image, topk_candidates: post-processing.
+        backbone_options: the backbone's own settings (``backbone.backbone_options(backbone)``), e.g.
+            mobilenet_v1's ``width_mult`` (alpha) and ``activation`` (default here "relu6", as TF-slim).
     """
-    backbone = MobileNetV1Backbone(width_mult=width_mult, activation=activation, out_features=("conv0",))
-    stages = (backbone.last_stage_with_stride(16), backbone.last_stage_with_stride(32))
-    backbone = MobileNetV1Backbone(width_mult=width_mult, activation=activation, out_features=stages)
-    if backbone_weights:
-        load_weights(backbone, backbone_weights)
-    features = SSDFeatureExtractor(backbone, extra_depths, width_mult)
+    available = options_of(backbone)
+    if "activation" in available:
+        backbone_options.setdefault("activation", "relu6")
+    if extra_depth_mult is None:
+        width = available.get("width_mult")
+        extra_depth_mult = backbone_options.get("width_mult", width.default if width else 1.0)
+    body = build_backbone(backbone, strides=(16, 32), weights=backbone_weights, **backbone_options)
+    default_mean, default_std = backbone_normalization(backbone)
+    features = SSDFeatureExtractor(body, extra_depths, extra_depth_mult)
     anchor_generator = SSDAnchorGenerator(ssd_box_specs(len(features.out_channels), min_scale, max_scale))
     head = SSDPredictor(features.out_channels, anchor_generator.num_anchors_per_location(), num_classes + 1)
     return MobileNetSSD(
@@ -297,8 +311,8 @@ def ssd300_mobilenet_v1(
         anchor_generator,  # type: ignore[arg-type]  # duck-typed: torchvision only calls it
         (image_size, image_size),
         num_classes + 1,
-        image_mean=[0.5, 0.5, 0.5],  # inputs scaled to [-1, 1], as TF's preprocessing
-        image_std=[0.5, 0.5, 0.5],
+        image_mean=list(image_mean if image_mean is not None else default_mean),
+        image_std=list(image_std if image_std is not None else default_std),
         head=head,
         score_thresh=score_threshold,
         nms_thresh=nms_threshold,

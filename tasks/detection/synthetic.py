@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from tasks.common.synthetic import blotches, regular_polygon, rotate, star
+
 __all__ = ["SHAPE_CATEGORIES", "make_shapes_coco"]
 
 SHAPE_CATEGORIES: tuple[dict[str, Any], ...] = (
@@ -35,23 +37,12 @@ SHAPE_CATEGORIES: tuple[dict[str, Any], ...] = (
 )
 
 
-def _regular_polygon(num_vertices: int, phase: float = 0.0) -> np.ndarray:
-    angles = phase + 2 * math.pi * np.arange(num_vertices) / num_vertices
-    return np.stack([np.cos(angles), np.sin(angles)], axis=1)
-
-
-def _star(num_points: int = 5, inner_ratio: float = 0.45) -> np.ndarray:
-    vertices = _regular_polygon(2 * num_points, phase=-math.pi / 2)
-    vertices[1::2] *= inner_ratio
-    return vertices
-
-
 # Unit outlines (circumradius 1) keyed by category id; each object rotates and scales one.
 _TEMPLATES: dict[int, np.ndarray] = {
-    1: _regular_polygon(48),
-    2: _regular_polygon(4, phase=math.pi / 4),
-    4: _regular_polygon(3, phase=-math.pi / 2),
-    7: _star(),
+    1: regular_polygon(48),
+    2: regular_polygon(4, phase=math.pi / 4),
+    4: regular_polygon(3, phase=-math.pi / 2),
+    7: star(),
 }
 
 
@@ -61,12 +52,11 @@ def _colour(rng: np.random.Generator) -> np.ndarray:
 
 def _noise_background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     # Blotchy low-frequency noise: a coarse random grid upsampled, plus fine grain.
-    cells = rng.integers(4, 17)
-    coarse = rng.integers(0, 256, size=(max(2, height // cells), max(2, width // cells), 3), dtype=np.uint8)
-    blotches = np.asarray(Image.fromarray(coarse).resize((width, height), Image.BILINEAR), dtype=np.float32)
+    cell_size = rng.integers(4, 17)
+    noise = blotches(rng, height, width, cell_size)
     base = _colour(rng)
     mix = rng.uniform(0.2, 0.6)
-    return base * (1 - mix) + blotches * mix
+    return base * (1 - mix) + noise * mix
 
 
 def _ramp(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -128,8 +118,7 @@ def _place_objects(
         for _ in range(max_tries):
             size = rng.uniform(size_range[0], min(size_range[1], height, width))
             angle = rng.uniform(0, 2 * math.pi)
-            rotation = np.array([[math.cos(angle), math.sin(angle)], [-math.sin(angle), math.cos(angle)]])
-            offsets = _TEMPLATES[cat_id] @ rotation
+            offsets = rotate(_TEMPLATES[cat_id], angle)
             # ``size`` is the longer side of the shape's box, as a data set's object sizes are quoted.
             offsets *= size / float((offsets.max(axis=0) - offsets.min(axis=0)).max())
             low, high = offsets.min(axis=0), offsets.max(axis=0)

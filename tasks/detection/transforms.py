@@ -15,7 +15,8 @@ import torch
 from albumentations.augmentations.crops.transforms import BaseCrop
 from albumentations.core.bbox_utils import denormalize_bboxes, normalize_bboxes
 from torch import Tensor
-from torch.utils.data import get_worker_info
+
+from tasks.common.data import AlbumentationsTransform, image_to_tensor
 
 __all__ = [
     "AUGMENT_MODES",
@@ -23,8 +24,8 @@ __all__ = [
     "DetectionTransform",
     "MinIoURandomCrop",
     "ZoomOut",
-    "build_eval_transforms",
-    "build_train_transforms",
+    "build_eval_transform",
+    "build_train_transform",
 ]
 
 AugmentMode = Literal["ssd", "flip", "none"]
@@ -82,7 +83,7 @@ class ZoomOut(A.DualTransform):
         return ("max_scale", "fill_value")
 
 
-class MinIoURandomCrop(BaseCrop):
+class MinIoURandomCrop(BaseCrop):  # private: BaseCrop is not in albumentations' __all__; its own crops derive from it
     """SSD's patch sampler (Liu et al. 2016, sec. 2.2 "Data augmentation").
 
     Draw a minimum IoU from ``min_ious`` (``None`` keeps the whole image), then try up to ``max_trials`` crops with
@@ -174,19 +175,14 @@ def _crop_accepts(crop: tuple[int, int, int, int], boxes: np.ndarray, min_iou: f
     return bool(iou.max() >= min_iou)
 
 
-class DetectionTransform:
-    """Run an albumentations ``Compose`` (or nothing) on (image, boxes, labels) and hand back tensors.
+class DetectionTransform(AlbumentationsTransform):
+    """Run the ``Compose`` (or nothing) on (image, boxes, labels) and hand back tensors.
 
     Call: ``(image (H, W, 3) uint8, boxes (N, 4) x1y1x2y2 pixels, labels (N,))`` ->
     ``(image float32 (3, H', W') in [0, 1], boxes float32 (M, 4), labels int64 (M,))``.
     """
 
-    def __init__(self, compose: A.Compose | None = None) -> None:
-        self.compose = compose
-        self._worker_seed: int | None = None
-
     def __call__(self, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray) -> tuple[Tensor, Tensor, Tensor]:
-        self._reseed_in_worker()
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         labels = np.asarray(labels, dtype=np.int64).reshape(-1)
         if self.compose is not None:
@@ -194,24 +190,7 @@ class DetectionTransform:
             image = out["image"]
             boxes = np.asarray(out["bboxes"], dtype=np.float32).reshape(-1, 4)
             labels = np.asarray(out["labels"], dtype=np.int64).reshape(-1)
-        image_tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
-        return image_tensor, torch.from_numpy(boxes), torch.from_numpy(labels)
-
-    def set_random_seed(self, seed: int | None) -> None:
-        if self.compose is not None:
-            self.compose.set_random_seed(seed)
-
-    def _reseed_in_worker(self) -> None:
-        """Forked DataLoader workers inherit identical copies of the albumentations generators and would draw the
-        same augmentations; reseed once per worker from torch's worker seed (distinct per worker and epoch, and
-        reproducible under ``seed_everything``)."""
-        info = get_worker_info()
-        if info is not None and info.seed != self._worker_seed:
-            self._worker_seed = info.seed
-            self.set_random_seed(info.seed % 2**32)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.compose!r})"
+        return image_to_tensor(image), torch.from_numpy(boxes), torch.from_numpy(labels)
 
 
 def _bbox_params(min_visibility: float, min_size: float) -> A.BboxParams:
@@ -229,7 +208,7 @@ def _bbox_params(min_visibility: float, min_size: float) -> A.BboxParams:
     )
 
 
-def build_train_transforms(
+def build_train_transform(
     image_size: int,
     augment: AugmentMode = "ssd",
     zoom_out_max_scale: float = 4.0,
@@ -244,7 +223,8 @@ def build_train_transforms(
     """Training pipeline, ending in an ``image_size`` x ``image_size`` resize.
 
     ``augment``: "ssd" = photometric distortion, zoom out, minimum-IoU crop, horizontal flip, resize (the SSD recipe,
-    in its order); "flip" = horizontal flip and resize; "none" = resize only.
+    in its order); "flip" = horizontal flip and resize; "none" = resize only. ``seed`` starts the random stream
+    (the data module draws it from torch's generator; None draws from the OS, unrepeatable).
     """
     if augment not in AUGMENT_MODES:
         raise ValueError(f"augment must be one of {AUGMENT_MODES}, got {augment!r}")
@@ -264,7 +244,7 @@ def build_train_transforms(
     return DetectionTransform(compose)
 
 
-def build_eval_transforms() -> DetectionTransform:
+def build_eval_transform() -> DetectionTransform:
     """Evaluation pipeline: no resize (the model resizes and maps boxes back), only the conversion to tensors.
     Boxes pass through untouched: ``CocoDetection`` has already clipped them and dropped degenerate ones."""
     return DetectionTransform(None)

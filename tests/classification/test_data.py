@@ -13,16 +13,16 @@ import torch
 from tasks.classification.data import (
     ClassificationDataModule,
     ClassificationDataset,
-    DatasetError,
     Sample,
-    collate,
+    build_eval_transform,
     read_dogs_list,
     read_image_folder,
     read_stanford_dogs,
     read_voc_boxes,
     reduce_boxes,
 )
-from tasks.common.config import ConfigError
+from tasks.common.data import Batch, collate_stacked
+from tasks.common.errors import ConfigError, DatasetError, ImageLoadError
 
 from .conftest import NUM_BREEDS, TEST_PER_BREED, TRAIN_PER_BREED
 
@@ -126,16 +126,16 @@ def test_a_corrupt_training_image_is_skipped_with_a_warning_naming_it(tmp_path: 
         item = dataset[0]
 
     assert item is None
-    images, labels, indices, skipped = collate([item])
-    assert (len(labels), skipped) == (0, 1)
+    batch = collate_stacked([item])
+    assert (len(batch), batch.skipped) == (0, 1)
 
 
-def test_a_corrupt_validation_image_is_an_error_naming_it(tmp_path: Path) -> None:
+def test_a_corrupt_validation_image_is_an_image_load_error_naming_it(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"\xff\xd8 not really a jpeg")
     dataset = ClassificationDataset([Sample(bad, 0)], _as_array)
 
-    with pytest.raises(DatasetError, match="bad.jpg"):
+    with pytest.raises(ImageLoadError, match="bad.jpg"):
         dataset[0]
 
 
@@ -159,7 +159,20 @@ def test_data_info_reports_classes_and_split_sizes(dogs_root: Path) -> None:
     assert (info["train_size"], info["val_size"]) == (NUM_BREEDS * TRAIN_PER_BREED, NUM_BREEDS * TEST_PER_BREED)
 
 
-def test_batches_are_normalised_squares_with_dataset_indices(dogs_root: Path) -> None:
+def test_data_info_reports_the_normalisation_as_given_or_none(dogs_root: Path) -> None:
+    given = ClassificationDataModule(str(dogs_root), layout="stanford_dogs", mean=(0.4, 0.5, 0.6), std=(0.2, 0.3, 0.4))
+    default = ClassificationDataModule(str(dogs_root), layout="stanford_dogs")
+
+    assert (given.data_info()["mean"], given.data_info()["std"]) == ([0.4, 0.5, 0.6], [0.2, 0.3, 0.4])
+    assert (default.data_info()["mean"], default.data_info()["std"]) == (None, None)
+
+
+def test_a_mean_of_two_values_is_a_config_error_naming_the_key(dogs_root: Path) -> None:
+    with pytest.raises(ConfigError, match="data.mean"):
+        ClassificationDataModule(str(dogs_root), layout="stanford_dogs", mean=(0.5, 0.5))
+
+
+def test_batches_are_unnormalised_squares_with_labels_and_dataset_indices(dogs_root: Path) -> None:
     datamodule = ClassificationDataModule(
         str(dogs_root), layout="stanford_dogs", image_size=32, batch_size=4, num_workers=0, crop_to_box="first"
     )
@@ -167,11 +180,42 @@ def test_batches_are_normalised_squares_with_dataset_indices(dogs_root: Path) ->
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no image is skipped
-        images, labels, indices, skipped = next(iter(datamodule.val_dataloader()))
+        batch = next(iter(datamodule.val_dataloader()))
 
-    assert images.shape == (4, 3, 32, 32) and images.dtype == torch.float32
-    assert -1.0 <= images.min() and images.max() <= 1.0
-    assert indices.tolist() == [0, 1, 2, 3] and skipped == 0
+    assert isinstance(batch, Batch)
+    assert batch.inputs.shape == (4, 3, 32, 32) and batch.inputs.dtype == torch.float32
+    assert 0.0 <= batch.inputs.min() and batch.inputs.max() <= 1.0
+    assert batch.targets.dtype == torch.int64
+    assert batch.targets.tolist() == [datamodule.val_dataset.samples[i].label for i in range(4)]
+    assert batch.indices.tolist() == [0, 1, 2, 3] and batch.skipped == 0
+
+
+def test_the_eval_transform_keeps_pixel_values_in_zero_to_one() -> None:
+    array = np.zeros((40, 40, 3), dtype=np.uint8)
+    array[:, 20:] = 255
+
+    image = build_eval_transform(32, crop_fraction=1.0)(array)
+
+    assert image.shape == (3, 32, 32) and image.dtype == torch.float32
+    assert image[:, :, 0].max() == 0.0 and image[:, :, -1].min() == 1.0
+
+
+def training_epoch(root: Path, torch_seed: int) -> list[torch.Tensor]:
+    torch.manual_seed(torch_seed)
+    datamodule = ClassificationDataModule(str(root), image_size=24, batch_size=8, num_workers=0)
+    datamodule.setup("fit")
+    return [image for batch in datamodule.train_dataloader() for image in batch.inputs]
+
+
+def test_the_same_torch_seed_gives_the_same_training_augmentation(shapes_root: Path) -> None:
+    first, second, other = (
+        training_epoch(shapes_root, 0),
+        training_epoch(shapes_root, 0),
+        training_epoch(shapes_root, 1),
+    )
+
+    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(first, other, strict=True))
 
 
 def test_box_crops_need_the_stanford_dogs_layout(shapes_root: Path) -> None:

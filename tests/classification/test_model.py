@@ -1,18 +1,49 @@
-"""The classifier: any width and input size, a frozen backbone phase, timm networks, and weights shared with
-the detection task in both directions."""
+"""The classifier: any width and input size, normalisation inside the model, a frozen backbone phase, timm
+networks, any registered backbone, and weights shared with the detection task in both directions."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from backbone import load_weights
+from backbone import BACKBONES, BackboneSpec, FeatureBackbone, MobileNetV1, TapInfo, load_weights
 from tasks.classification.data import ClassificationDataModule
 from tasks.classification.model import build_classifier
+from tasks.common.errors import ConfigError
 from tasks.detection.ssd import ssd300_mobilenet_v1
+
+_BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+
+
+def _mobilenet_v1_keys(prefix: str) -> list[str]:
+    keys = []
+    for part in ["conv0.", *(f"conv{i}.{layer}." for i in range(1, 14) for layer in ("dw", "pw"))]:
+        keys += [f"{prefix}{part}conv.weight", *(f"{prefix}{part}bn.{key}" for key in _BN)]
+    return keys
+
+
+# The state-dict keys of the MobileNetV1 classifier that checkpoints written so far hold (under Lightning's "model.").
+CLASSIFIER_KEYS = [*_mobilenet_v1_keys("network.backbone."), "network.fc.weight", "network.fc.bias"]
+
+
+class OneConv(FeatureBackbone):
+    """A backbone that is not MobileNetV1: one tap, "s4", of ``width`` channels."""
+
+    mean = (0.2, 0.3, 0.4)
+    std = (0.5, 0.6, 0.7)
+
+    def __init__(self, width: int = 6, out_features: Sequence[str] = ("s4",)) -> None:
+        super().__init__()
+        self.s4 = nn.Conv2d(3, width, 4, stride=4)
+        self._set_taps([TapInfo("s4", width, 4)], out_features)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        return OrderedDict(s4=self.s4(x))
 
 
 def _lightning_checkpoint(model: nn.Module, path: Path) -> Path:
@@ -37,8 +68,8 @@ def _recalibrate_batchnorm(model: nn.Module, batches) -> None:
             module.momentum = None  # a cumulative average
     model.train()
     with torch.no_grad():
-        for images, _, _, _ in batches:
-            model(images)
+        for batch in batches:
+            model(batch.inputs)
 
 
 def test_a_few_training_steps_beat_chance(shapes_root: Path) -> None:
@@ -50,8 +81,8 @@ def test_a_few_training_steps_beat_chance(shapes_root: Path) -> None:
     model = build_classifier(num_classes=3, width_mult=0.25)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
     for _ in range(10):  # 3 steps an epoch
-        for images, labels, _, _ in data.train_dataloader():
-            loss = nn.functional.cross_entropy(model(images), labels)
+        for batch in data.train_dataloader():
+            loss = nn.functional.cross_entropy(model(batch.inputs), batch.targets)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -59,7 +90,7 @@ def test_a_few_training_steps_beat_chance(shapes_root: Path) -> None:
 
     model.eval()
     with torch.no_grad():
-        correct = sum((model(x).argmax(1) == y).sum().item() for x, y, _, _ in data.val_dataloader())
+        correct = sum((model(b.inputs).argmax(1) == b.targets).sum().item() for b in data.val_dataloader())
     assert correct / len(data.val_dataset) > 0.5  # chance is 1/3
 
 
@@ -132,3 +163,56 @@ def test_a_classifier_checkpoint_with_the_same_classes_restores_the_classifier_t
     model = build_classifier(num_classes=5, width_mult=0.25, backbone_weights=str(path))
 
     assert torch.equal(model.network.fc.weight, source.network.fc.weight)
+
+
+def test_state_dict_keys_are_those_of_existing_checkpoints() -> None:
+    assert list(build_classifier(num_classes=5, width_mult=0.25).state_dict()) == CLASSIFIER_KEYS
+
+
+def test_the_model_normalises_its_0_to_1_input_as_the_old_network_was_fed() -> None:
+    model = build_classifier(num_classes=5, width_mult=0.25).eval()
+    old = MobileNetV1(num_classes=5, width_mult=0.25).eval()
+    old.load_state_dict(model.network.state_dict())
+    images = torch.rand(2, 3, 48, 48)
+
+    with torch.no_grad():
+        expected = old((images - 0.5) / 0.5)  # TF-slim's [-1, 1], as the data module used to normalise
+        torch.testing.assert_close(model(images), expected)
+
+
+def test_normalisation_can_be_set() -> None:
+    model = build_classifier(num_classes=5, width_mult=0.25, image_mean=(0.1, 0.2, 0.3), image_std=(2.0, 2.0, 2.0))
+    model.eval()
+    images = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        shift = torch.tensor([0.1, 0.2, 0.3]).view(1, 3, 1, 1)
+        torch.testing.assert_close(model(images), model.network((images - shift) / 2.0))
+
+
+def test_a_timm_network_takes_the_normalisation_of_its_pretrained_configuration() -> None:
+    timm = pytest.importorskip("timm")
+    model = build_classifier(num_classes=4, backbone="timm:resnet10t")
+    expected = timm.create_model("resnet10t", pretrained=False).pretrained_cfg
+    assert model.mean.flatten().tolist() == pytest.approx(expected["mean"])
+    assert model.std.flatten().tolist() == pytest.approx(expected["std"])
+
+
+def test_any_registered_backbone_becomes_a_classifier(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(BACKBONES, "one_conv", BackboneSpec(OneConv, lambda model, path: model))
+
+    model = build_classifier(num_classes=3, backbone="one_conv", width=10).eval()
+
+    assert model.network.fc.in_features == 10
+    assert model.head_name == "fc"
+    assert model.mean.flatten().tolist() == pytest.approx([0.2, 0.3, 0.4])
+    assert model(torch.rand(2, 3, 16, 16)).shape == (2, 3)
+
+
+def test_an_unknown_backbone_names_the_choices() -> None:
+    with pytest.raises(ConfigError, match=r"'mobilenet_v2'.*mobilenet_v1.*timm:NAME"):
+        build_classifier(num_classes=3, backbone="mobilenet_v2")
+
+
+def test_an_unknown_backbone_option_is_refused_with_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match="widht_mult.*width_mult"):
+        build_classifier(num_classes=3, widht_mult=0.25)

@@ -13,35 +13,29 @@ from PIL import Image
 from tasks.classification.module import (
     ClassificationModule,
     classification_metrics,
-    merge_predictions,
     plot_confusion_matrix,
     write_per_class_accuracy,
 )
-from tasks.classification.predict import predict_images
-from tasks.common.config import ConfigError
+from tasks.classification.task import TASK
+from tasks.common.build import build_module
+from tasks.common.errors import ConfigError
+from tasks.common.predict import predict_images
 
 
-def _part(indices: list[int], labels: list[int], topk: list[list[int]]) -> dict[str, torch.Tensor]:
-    return {"indices": torch.tensor(indices), "labels": torch.tensor(labels), "topk": torch.tensor(topk)}
-
-
-def _module(num_classes: int) -> ClassificationModule:
+def _module(num_classes: int, **model: object) -> ClassificationModule:
     names = [f"class_{i}" for i in range(num_classes)]
     data_info = {"class_names": names, "num_classes": num_classes, "image_size": 32, "train_size": 8, "val_size": 4}
-    model = {"name": "classifier", "num_classes": num_classes, "width_mult": 0.25}
-    return ClassificationModule(model=model, optimizer={}, data_info=data_info)
+    config = {"model": {"name": "classifier", "num_classes": num_classes, "width_mult": 0.25, **model}, "optimizer": {}}
+    return build_module(TASK, config, data_info)
 
 
-def test_predictions_padded_by_a_distributed_sampler_count_once() -> None:
-    # Two processes; the sampler padded rank 1 with image 0 again.
-    rank0 = _part([0, 2], [1, 0], [[1, 0, 2], [2, 0, 1]])
-    rank1 = _part([1, 0], [2, 1], [[2, 1, 0], [1, 0, 2]])
+def test_validation_results_of_all_images_give_the_metrics_and_the_run_keys() -> None:
+    module = _module(num_classes=3)
+    results = {0: (1, [1, 0, 2]), 1: (2, [0, 2, 1]), 2: (0, [0, 1, 2])}
 
-    merged = merge_predictions([rank0, rank1])
+    metrics = module.compute_metrics(results)
 
-    assert merged["indices"].tolist() == [0, 1, 2]
-    assert merged["labels"].tolist() == [1, 2, 0]
-    assert merged["topk"][:, 0].tolist() == [1, 2, 2]
+    assert metrics == {"top1": 0.6667, "top5": None, "num_classes": 3, "train_size": 8, "val_size": 4, "num_images": 3}
 
 
 def test_top1_and_top5_count_the_label_among_the_first_one_and_five() -> None:
@@ -79,8 +73,9 @@ def test_per_class_accuracy_csv_and_confusion_picture(tmp_path: Path) -> None:
 
 def test_a_model_num_classes_that_contradicts_the_data_is_refused() -> None:
     data_info = {"class_names": ["a", "b"], "num_classes": 2}
+    config = {"model": {"name": "classifier", "num_classes": 3, "width_mult": 0.25}, "optimizer": {}}
     with pytest.raises(ConfigError, match="num_classes"):
-        ClassificationModule(model={"name": "classifier", "num_classes": 3}, optimizer={}, data_info=data_info)
+        build_module(TASK, config, data_info)
 
 
 def test_predict_writes_the_top_classes_of_each_image(tmp_path: Path) -> None:
@@ -90,6 +85,7 @@ def test_predict_writes_the_top_classes_of_each_image(tmp_path: Path) -> None:
 
     records = predict_images(module, [tmp_path], tmp_path / "out")
 
+    assert not list((tmp_path / "out").glob("*.jpg"))  # a classifier draws no pictures
     saved = json.loads((tmp_path / "out" / "predictions.json").read_text())
     assert saved == records and len(records) == 3
     for record in records:
@@ -103,15 +99,7 @@ def test_predict_writes_the_top_classes_of_each_image(tmp_path: Path) -> None:
 def _module_under(strategy, freeze_backbone_epochs: int) -> ClassificationModule:
     import lightning as L
 
-    names = ["a", "b", "c"]
-    data_info = {"class_names": names, "num_classes": 3, "image_size": 32, "train_size": 8, "val_size": 4}
-    model = {
-        "name": "classifier",
-        "num_classes": 3,
-        "width_mult": 0.25,
-        "freeze_backbone_epochs": freeze_backbone_epochs,
-    }
-    module = ClassificationModule(model=model, optimizer={}, data_info=data_info)
+    module = _module(num_classes=3, freeze_backbone_epochs=freeze_backbone_epochs)
     module.trainer = L.Trainer(accelerator="cpu", devices=1, strategy=strategy, logger=False)
     return module
 

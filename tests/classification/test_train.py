@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks.common.build import build_from_checkpoint, check_config
-from tasks.common.config import load_config
+from tasks.common.build import build_from_checkpoint
+from tasks.common.predict import predict_images
 from tasks.common.runner import evaluate, train
+from tasks.registry import load_task_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 CLASSIFICATION_CONFIGS = [
@@ -26,9 +27,9 @@ CLASSIFICATION_CONFIGS = [
 
 @pytest.mark.parametrize("name", CLASSIFICATION_CONFIGS)
 def test_shipped_configs_pass_the_config_check(name: str) -> None:
-    task = check_config(load_config(CONFIGS / name))
+    _, task = load_task_config(CONFIGS / name)
 
-    assert task.name == "classification" and task.monitor == "val/top1"
+    assert task.name == "classification" and task.module.monitor == "val/top1"
 
 
 def _tiny_config(tmp_path: Path, dogs_root: Path) -> Path:
@@ -62,9 +63,9 @@ def _tiny_config(tmp_path: Path, dogs_root: Path) -> Path:
 def test_training_writes_metrics_and_outputs_that_evaluation_and_prediction_reuse(
     tmp_path: Path, dogs_root: Path
 ) -> None:
-    config = _tiny_config(tmp_path, dogs_root)
+    config, task = load_task_config(_tiny_config(tmp_path, dogs_root))
 
-    run_dir = train(config, out=tmp_path / "run")
+    run_dir = train(task, config, out=tmp_path / "run")
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert {"top1", "top5", "num_classes", "train_size", "val_size"} <= set(metrics)
@@ -73,8 +74,8 @@ def test_training_writes_metrics_and_outputs_that_evaluation_and_prediction_reus
     assert (run_dir / "per_class_accuracy.csv").is_file() and (run_dir / "confusion_matrix.png").is_file()
 
     checkpoint = run_dir / "checkpoints" / "last.ckpt"
-    assert evaluate(config, checkpoint, out=tmp_path / "eval") == metrics
+    assert evaluate(task, config, checkpoint, out=tmp_path / "eval") == metrics
 
-    task, module = build_from_checkpoint(config, checkpoint)
-    records = task.predict(module, [dogs_root / "Images" / "n02086240-Shih-Tzu"], tmp_path / "predict")
+    module = build_from_checkpoint(task, config, checkpoint)
+    records = predict_images(module, [dogs_root / "Images" / "n02086240-Shih-Tzu"], tmp_path / "predict")
     assert len(records) == 5 and all(len(r["top5"]) == 5 for r in records)

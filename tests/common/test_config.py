@@ -6,8 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from tasks.common.build import check_config
-from tasks.common.config import ConfigError, apply_overrides, load_config
+from backbone import BACKBONES, BackboneSpec, MobileNetV1Backbone, load_weights
+from tasks.common.build import build_module, resolve_normalization
+from tasks.common.config import apply_overrides, load_config
+from tasks.common.errors import ConfigError
+from tasks.detection.task import TASK as DETECTION
+from tasks.registry import load_task_config
 
 CONFIG = """\
 task: detection
@@ -39,38 +43,38 @@ def test_overrides_set_nested_values_parsed_as_yaml(config_file: Path) -> None:
 
 
 def test_valid_config_passes_the_check(config_file: Path) -> None:
-    task = check_config(load_config(config_file))
+    _, task = load_task_config(config_file)
     assert task.name == "detection"
 
 
 def test_unknown_model_key_is_named_with_a_suggestion(config_file: Path) -> None:
     with pytest.raises(ConfigError, match=r"run.yaml: unknown key model.widht_mult \(did you mean width_mult\?\)"):
-        check_config(load_config(config_file, ["model.widht_mult=0.5"]))
+        load_task_config(config_file, ["model.widht_mult=0.5"])
 
 
 def test_unknown_trainer_key_is_named(config_file: Path) -> None:
     with pytest.raises(ConfigError, match="unknown key trainer.max_epoch "):
-        check_config(load_config(config_file, ["trainer.max_epoch=3"]))
+        load_task_config(config_file, ["trainer.max_epoch=3"])
 
 
 def test_unknown_top_level_key_is_named(config_file: Path) -> None:
     with pytest.raises(ConfigError, match="unknown top-level key modle"):
-        check_config(load_config(config_file, ["modle.x=1"]))
+        load_task_config(config_file, ["modle.x=1"])
 
 
 def test_wrong_type_is_named(config_file: Path) -> None:
     with pytest.raises(ConfigError, match=r"model.width_mult must be float, got 'wide'"):
-        check_config(load_config(config_file, ["model.width_mult=wide"]))
+        load_task_config(config_file, ["model.width_mult=wide"])
 
 
 def test_unknown_optimizer_name_is_rejected(config_file: Path) -> None:
     with pytest.raises(ConfigError, match="optimizer.name"):
-        check_config(load_config(config_file, ["optimizer.name=lamb"]))
+        load_task_config(config_file, ["optimizer.name=lamb"])
 
 
 def test_unknown_model_name_is_rejected(config_file: Path) -> None:
     with pytest.raises(ConfigError, match="model.name 'yolo'"):
-        check_config(load_config(config_file, ["model.name=yolo"]))
+        load_task_config(config_file, ["model.name=yolo"])
 
 
 def test_malformed_override_is_rejected() -> None:
@@ -85,4 +89,64 @@ def test_missing_config_file_is_named(tmp_path: Path) -> None:
 
 def test_runner_owned_trainer_key_is_rejected(config_file: Path) -> None:
     with pytest.raises(ConfigError, match="trainer.logger is set by the runner"):
-        check_config(load_config(config_file, ["trainer.logger=false"]))
+        load_task_config(config_file, ["trainer.logger=false"])
+
+
+def test_backbone_keys_are_checked_against_the_chosen_backbone(config_file: Path) -> None:
+    _, task = load_task_config(config_file, ["model.separable=false", "model.activation=relu"])
+    assert task.name == "detection"
+    with pytest.raises(ConfigError, match=r"model.activation must be one of 'relu', 'relu6', got 'gelu'"):
+        load_task_config(config_file, ["model.activation=gelu"])
+
+
+def test_a_backbone_key_that_does_not_apply_to_the_chosen_network_is_refused(config_file: Path) -> None:
+    overrides = ["task=classification", "model.name=classifier", "model.backbone=timm:resnet10t"]
+    with pytest.raises(ConfigError, match="unknown key model.width_mult"):
+        load_task_config(config_file, overrides)
+
+
+def test_normalisation_is_a_data_setting_not_a_model_one(config_file: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown key model.image_mean"):
+        load_task_config(config_file, ["model.image_mean=[0.4, 0.4, 0.4]"])
+
+
+def test_a_negative_min_steps_is_refused(config_file: Path) -> None:
+    with pytest.raises(ConfigError, match="min_steps must be an integer >= 0, got -5"):
+        load_task_config(config_file, ["min_steps=-5"])
+
+
+class _GreyBackbone(MobileNetV1Backbone):
+    mean = (0.25, 0.25, 0.25)
+    std = (0.125, 0.125, 0.125)
+
+
+@pytest.fixture
+def grey_backbone(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setitem(BACKBONES, "grey", BackboneSpec(_GreyBackbone, load_weights))
+    return "grey"
+
+
+def test_the_chosen_backbones_normalisation_fills_the_data_section(config_file: Path, grey_backbone: str) -> None:
+    config, task = load_task_config(config_file, [f"model.backbone={grey_backbone}"])
+
+    resolve_normalization(task, config)
+
+    assert config["data"]["mean"] == [0.25, 0.25, 0.25] and config["data"]["std"] == [0.125, 0.125, 0.125]
+
+
+def test_a_data_normalisation_overrides_the_backbones(config_file: Path, grey_backbone: str) -> None:
+    config, task = load_task_config(config_file, [f"model.backbone={grey_backbone}", "data.mean=[0.4, 0.5, 0.6]"])
+
+    resolve_normalization(task, config)
+
+    assert config["data"]["mean"] == [0.4, 0.5, 0.6] and config["data"]["std"] == [0.125, 0.125, 0.125]
+
+
+def test_the_resolved_normalisation_reaches_the_model(grey_backbone: str) -> None:
+    info = {"class_names": ["a", "b"], "num_classes": 2, "label_to_cat_id": {1: 1, 2: 2}, "mean": [0.4, 0.5, 0.6]}
+    config = {"model": {"backbone": grey_backbone, "width_mult": 0.25, "image_size": 64}, "optimizer": {}}
+
+    module = build_module(DETECTION, config, info)
+
+    assert module.model.transform.image_mean == [0.4, 0.5, 0.6]
+    assert module.model.transform.image_std == [0.125, 0.125, 0.125]  # not in data_info: the backbone's

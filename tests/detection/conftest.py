@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
+from torch import Tensor, nn
 
+from backbone import BACKBONES, BackboneSpec, FeatureBackbone, TapInfo
 from tasks.detection.synthetic import make_shapes_coco
 
 QUIRKY_CATEGORIES = [
@@ -102,3 +106,27 @@ def shapes_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         image_size_range=(96, 160),
         object_size_range=(16, 64),
     )
+
+
+class TwoConvs(FeatureBackbone):
+    """A backbone that is not MobileNetV1: taps "s16" (12 channels) and "s32" (20), no options, no layers_after."""
+
+    mean = (0.25, 0.5, 0.75)
+    std = (0.1, 0.2, 0.3)
+
+    def __init__(self, out_features: Sequence[str] = ("s32",)) -> None:
+        super().__init__()
+        self.s16 = nn.Conv2d(3, 12, 16, stride=16)
+        self.s32 = nn.Conv2d(12, 20, 3, stride=2, padding=1)
+        self._set_taps([TapInfo("s16", 12, 16), TapInfo("s32", 20, 32)], out_features)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        s16 = self.s16(x)
+        features = OrderedDict(s16=s16, s32=self.s32(s16))
+        return OrderedDict((name, features[name]) for name in self.out_features)
+
+
+@pytest.fixture
+def two_convs(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setitem(BACKBONES, "two_convs", BackboneSpec(TwoConvs, lambda model, path: model))
+    return "two_convs"

@@ -1,4 +1,4 @@
-"""CocoDetection, collate_detection and CocoDataModule on tiny hand-written and synthetic COCO files."""
+"""CocoDetection and CocoDataModule on tiny hand-written and synthetic COCO files."""
 
 from __future__ import annotations
 
@@ -11,12 +11,23 @@ from pathlib import Path
 import pytest
 import torch
 
-from tasks.common.images import ImageLoadError
-from tasks.detection.data import CocoDataModule, CocoDetection, DatasetError, collate_detection
+from tasks.common.data import Batch, collate_lists
+from tasks.common.errors import ConfigError, DatasetError, ImageLoadError
+from tasks.detection.data import CocoDataModule, CocoDetection
 
 
 def sample_for(dataset: CocoDetection, image_id: int) -> tuple[torch.Tensor, dict]:
-    return dataset[dataset.image_ids.index(image_id)]
+    """(image, target) of ``image_id``, checking the item carries its dataset index."""
+    index = dataset.image_ids.index(image_id)
+    image, target, item_index = dataset[index]
+    assert item_index == index
+    return image, target
+
+
+def train_datamodule(root: Path, **options) -> CocoDataModule:
+    datamodule = CocoDataModule(str(root), num_workers=0, **options)
+    datamodule.setup("fit")
+    return datamodule
 
 
 def test_category_ids_round_trip_through_labels(quirky_coco):
@@ -90,10 +101,10 @@ def test_missing_image_in_train_mode_warns_naming_it_and_is_skipped(broken_image
 def test_collate_drops_skipped_samples_and_reports_how_many(broken_images_coco):
     dataset = CocoDetection(*broken_images_coco, train=True)
     with pytest.warns(UserWarning):
-        images, targets, num_skipped = collate_detection([dataset[i] for i in range(len(dataset))])
-    assert num_skipped == 2
-    assert len(images) == len(targets) == 1
-    assert targets[0]["image_id"] == 1
+        batch = collate_lists([dataset[i] for i in range(len(dataset))])
+    assert batch.skipped == 2
+    assert len(batch) == len(batch.inputs) == len(batch.targets) == 1
+    assert batch.targets[0]["image_id"] == 1 and batch.indices.tolist() == [0]
 
 
 @pytest.mark.parametrize("index, name", [(1, "corrupt.jpg"), (2, "missing.jpg")])
@@ -164,29 +175,59 @@ def test_datamodule_reads_classes_from_the_train_file(shapes_root):
 
 @pytest.mark.parametrize("augment", ["ssd", "flip", "none"])
 def test_datamodule_train_batches_are_image_size_squares(shapes_root, augment):
-    module = CocoDataModule(str(shapes_root), image_size=64, batch_size=4, num_workers=0, augment=augment)
-    images, targets, num_skipped = next(iter(module.train_dataloader()))
-    assert num_skipped == 0 and len(images) == len(targets) == 4
-    assert all(image.shape == (3, 64, 64) for image in images)
-    assert all(((t["boxes"] >= 0) & (t["boxes"] <= 64)).all() for t in targets)
+    module = train_datamodule(shapes_root, image_size=64, batch_size=4, augment=augment)
+    batch = next(iter(module.train_dataloader()))
+    assert isinstance(batch, Batch)
+    assert batch.skipped == 0 and len(batch) == len(batch.inputs) == len(batch.targets) == 4
+    assert all(image.shape == (3, 64, 64) for image in batch.inputs)
+    assert all(((t["boxes"] >= 0) & (t["boxes"] <= 64)).all() for t in batch.targets)
 
 
 def test_datamodule_val_images_and_boxes_stay_in_original_pixels(shapes_root):
     module = CocoDataModule(str(shapes_root), image_size=64, batch_size=4, num_workers=0)
-    images, targets, _ = next(iter(module.val_dataloader()))
-    for image, target in zip(images, targets, strict=True):
+    batch = next(iter(module.val_dataloader()))
+    assert batch.indices.tolist() == [0, 1, 2, 3]
+    for image, target in zip(batch.inputs, batch.targets, strict=True):
         assert tuple(image.shape[1:]) == target["orig_size"]
         info = module.val_dataset.coco.imgs[target["image_id"]]
         assert target["orig_size"] == (info["height"], info["width"])
 
 
-def test_datamodule_loaders_shuffle_train_only_and_keep_workers_alive(shapes_root):
-    module = CocoDataModule(str(shapes_root), batch_size=4, num_workers=2)
+def test_datamodule_loaders_shuffle_train_only_and_batch_as_lists(shapes_root):
+    module = train_datamodule(shapes_root, batch_size=4)
     train, val = module.train_dataloader(), module.val_dataloader()
     assert isinstance(train.sampler, torch.utils.data.RandomSampler)
     assert isinstance(val.sampler, torch.utils.data.SequentialSampler)
-    assert train.persistent_workers and val.persistent_workers
-    assert train.collate_fn is collate_detection and val.collate_fn is collate_detection
+    assert train.collate_fn is collate_lists and val.collate_fn is collate_lists
+
+
+def ssd_epoch(root: Path, torch_seed: int) -> list[torch.Tensor]:
+    torch.manual_seed(torch_seed)
+    module = train_datamodule(root, image_size=64, batch_size=4, augment="ssd")
+    return [image for batch in module.train_dataloader() for image in batch.inputs]
+
+
+def test_the_same_torch_seed_gives_the_same_training_augmentation(shapes_root):
+    first, second, other = ssd_epoch(shapes_root, 0), ssd_epoch(shapes_root, 0), ssd_epoch(shapes_root, 1)
+    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(first, other, strict=True))
+
+
+def test_datamodule_reports_classes_and_normalisation(shapes_root):
+    info = CocoDataModule(str(shapes_root), num_workers=0, mean=[0.4, 0.5, 0.6], std=[0.2, 0.2, 0.2]).data_info()
+    assert info == {
+        "num_classes": 4,
+        "class_names": ["circle", "square", "triangle", "star"],
+        "label_to_cat_id": {1: 1, 2: 2, 3: 4, 4: 7},
+        "mean": [0.4, 0.5, 0.6],
+        "std": [0.2, 0.2, 0.2],
+    }
+    assert CocoDataModule(str(shapes_root), num_workers=0).data_info()["mean"] is None
+
+
+def test_datamodule_rejects_a_std_of_zero_naming_the_key(shapes_root):
+    with pytest.raises(ConfigError, match="data.std"):
+        CocoDataModule(str(shapes_root), num_workers=0, std=[0.2, 0.0, 0.2])
 
 
 def test_datamodule_missing_path_names_path_and_argument(shapes_root):
@@ -204,9 +245,10 @@ def test_datamodule_needs_only_the_validation_files_until_training(shapes_root, 
     shutil.copy(shapes_root / "annotations" / "instances_val2017.json", tmp_path / "annotations")
     shutil.copytree(shapes_root / "val2017", tmp_path / "val2017")
     datamodule = CocoDataModule(str(tmp_path), num_workers=0)
+    datamodule.setup("validate")
     assert datamodule.num_classes == 4 and len(datamodule.val_dataloader()) > 0
     with pytest.raises(FileNotFoundError, match=r"train_images: .*train2017 .*COCO 2017 default"):
-        datamodule.train_dataloader()
+        datamodule.setup("fit")
 
 
 def test_datamodule_rejects_val_file_with_other_categories(shapes_root, tmp_path):
@@ -217,5 +259,5 @@ def test_datamodule_rejects_val_file_with_other_categories(shapes_root, tmp_path
     )
     datamodule = CocoDataModule(str(shapes_root), val_annotations=str(val), num_workers=0)
     with pytest.raises(DatasetError, match="different categories") as error:
-        datamodule.train_dataloader()
+        datamodule.setup("fit")
     assert "instances_train2017.json" in str(error.value) and str(val) in str(error.value)

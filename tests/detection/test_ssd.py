@@ -1,13 +1,50 @@
-"""SSD300-MobileNetV1: anchor layout, losses, predictions."""
+"""SSD300-MobileNetV1: anchor layout, losses, predictions, and the backbone read through the contract."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
 import torch
 
+from backbone import MobileNetV1Backbone
 from tasks.detection.ssd import ssd300_mobilenet_v1, ssd_box_specs
+
+_BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+
+
+def _conv_bn_keys(prefix: str) -> list[str]:
+    return [f"{prefix}conv.weight", *(f"{prefix}bn.{key}" for key in _BN)]
+
+
+def _mobilenet_v1_keys(prefix: str) -> list[str]:
+    keys = _conv_bn_keys(f"{prefix}conv0.")
+    for index in range(1, 14):
+        keys += _conv_bn_keys(f"{prefix}conv{index}.dw.") + _conv_bn_keys(f"{prefix}conv{index}.pw.")
+    return keys
+
+
+# The state-dict keys of SSD300-MobileNetV1 that checkpoints written so far hold (under Lightning's "model.").
+SSD_KEYS = [
+    *_mobilenet_v1_keys("backbone.body."),
+    *(
+        key
+        for index in range(4)
+        for key in (
+            f"backbone.extras.{index}.0.weight",
+            *(f"backbone.extras.{index}.1.{key}" for key in _BN),
+            f"backbone.extras.{index}.3.weight",
+            *(f"backbone.extras.{index}.4.{key}" for key in _BN),
+        )
+    ),
+    *(
+        f"head.{head}.module_list.{index}.{param}"
+        for head in ("classification_head", "regression_head")
+        for index in range(6)
+        for param in ("weight", "bias")
+    ),
+]
 
 
 def _empty_target() -> dict[str, torch.Tensor]:
@@ -41,6 +78,10 @@ def test_lowest_map_has_three_anchors_the_others_six() -> None:
 
 def test_backbone_taps_stride_16_and_32_stages(tiny_ssd) -> None:
     assert tiny_ssd.backbone.body.out_features == ("conv11", "conv13")
+
+
+def test_state_dict_keys_are_those_of_existing_checkpoints(tiny_ssd) -> None:
+    assert list(tiny_ssd.state_dict()) == SSD_KEYS
 
 
 def test_training_step_gives_finite_losses(tiny_ssd) -> None:
@@ -122,3 +163,78 @@ def test_object_balance_raises_the_loss_share_of_a_small_box() -> None:
 def test_negative_object_balance_is_refused() -> None:
     with pytest.raises(ValueError, match="object_balance"):
         ssd300_mobilenet_v1(num_classes=3, width_mult=0.25, object_balance=-1.0)
+
+
+def test_detector_defaults_the_backbone_to_relu6_as_tf_slim(tiny_ssd) -> None:
+    assert tiny_ssd.backbone.body.activation == "relu6"
+    assert ssd300_mobilenet_v1(num_classes=3, width_mult=0.25, activation="relu").backbone.body.activation == "relu"
+
+
+def test_backbone_options_reach_the_backbone() -> None:
+    body = ssd300_mobilenet_v1(num_classes=3, width_mult=0.25, separable=False, shallow=True).backbone.body
+    assert (body.separable, body.shallow) == (False, True)
+
+
+def test_maps_and_head_read_the_channels_of_the_chosen_taps() -> None:
+    model = ssd300_mobilenet_v1(num_classes=3, width_mult=0.25, shallow=True)  # stride 16 is conv6 here
+    assert model.backbone.body.out_features == ("conv6", "conv13")
+    first, second = model.head.classification_head.module_list[:2]
+    assert (first.in_channels, second.in_channels) == (128, 256)
+    assert model.backbone.out_channels[:2] == [128, 256]
+
+
+def test_extra_layers_follow_the_width_multiplier_unless_set() -> None:
+    def extra_depths(model) -> list[int]:
+        return [extra[3].out_channels for extra in model.backbone.extras]
+
+    assert extra_depths(ssd300_mobilenet_v1(num_classes=3, width_mult=0.5)) == [256, 128, 128, 64]
+    assert extra_depths(ssd300_mobilenet_v1(num_classes=3, width_mult=0.5, extra_depth_mult=1.0)) == [
+        512,
+        256,
+        256,
+        128,
+    ]
+    assert extra_depths(ssd300_mobilenet_v1(num_classes=3, width_mult=0.25, extra_depth_mult=0.1)) == [51, 25, 25, 16]
+
+
+def test_images_are_normalised_as_the_backbone_was_trained_unless_set(tiny_ssd) -> None:
+    # MobileNetV1: TF-slim's [-1, 1].
+    assert (tiny_ssd.transform.image_mean, tiny_ssd.transform.image_std) == ([0.5] * 3, [0.5] * 3)
+    model = ssd300_mobilenet_v1(num_classes=3, width_mult=0.25, image_mean=(0.4, 0.4, 0.4), image_std=(0.2, 0.3, 0.4))
+    assert (model.transform.image_mean, model.transform.image_std) == ([0.4] * 3, [0.2, 0.3, 0.4])
+
+
+def test_an_unknown_backbone_option_is_refused_with_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match="widht_mult.*width_mult"):
+        ssd300_mobilenet_v1(num_classes=3, widht_mult=0.25)
+
+
+def test_the_backbone_is_built_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    original = MobileNetV1Backbone.__init__
+
+    @functools.wraps(original)
+    def counting_init(self, *args, **kwargs) -> None:
+        calls.append(kwargs)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(MobileNetV1Backbone, "__init__", counting_init)
+    ssd300_mobilenet_v1(num_classes=3, width_mult=0.25)
+    assert len(calls) == 1
+
+
+def test_another_registered_backbone_needs_no_change_here(two_convs: str) -> None:
+    torch.manual_seed(0)
+    model = ssd300_mobilenet_v1(num_classes=3, backbone=two_convs).train()
+
+    assert model.backbone.body.out_features == ("s16", "s32")
+    assert model.backbone.out_channels == [12, 20, 512, 256, 256, 128]  # no width_mult: extras at depth 1
+    assert (model.transform.image_mean, model.transform.image_std) == ([0.25, 0.5, 0.75], [0.1, 0.2, 0.3])
+    targets = [{"boxes": torch.tensor([[10.0, 10.0, 60.0, 50.0]]), "labels": torch.tensor([2])}, _empty_target()]
+    losses = model([torch.rand(3, 96, 128), torch.rand(3, 64, 64)], targets)
+    assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_options_of_another_backbone_are_not_mobilenets(two_convs: str) -> None:
+    with pytest.raises(ValueError, match="width_mult"):
+        ssd300_mobilenet_v1(num_classes=3, backbone=two_convs, width_mult=0.5)

@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 import torch
 
+from tasks.common.data import seed_worker
 from tasks.detection.transforms import (
     AUGMENT_MODES,
     MinIoURandomCrop,
     ZoomOut,
-    build_eval_transforms,
-    build_train_transforms,
+    build_eval_transform,
+    build_train_transform,
 )
 
 BOX_PARAMS = dict(format="pascal_voc", label_fields=["labels"])
@@ -36,7 +37,7 @@ def run(transform: A.BasicTransform, image: np.ndarray, boxes: np.ndarray, seed:
 def test_flip_mirrors_boxes_and_pixels():
     boxes = np.array([[10, 20, 30, 40]], dtype=np.float32)
     image = image_with_rectangles(boxes)
-    out_image, out_boxes, out_labels = build_train_transforms(64, "flip", flip_p=1.0)(image, boxes, np.array([5]))
+    out_image, out_boxes, out_labels = build_train_transform(64, "flip", flip_p=1.0)(image, boxes, np.array([5]))
     assert out_boxes.tolist() == [[34.0, 20.0, 54.0, 40.0]]
     assert out_labels.tolist() == [5]
     assert torch.equal(out_image, torch.from_numpy(image[:, ::-1].copy()).permute(2, 0, 1).float() / 255)
@@ -102,7 +103,7 @@ def test_empty_box_list_survives_each_transform(transform):
 
 @pytest.mark.parametrize("augment", AUGMENT_MODES)
 def test_empty_box_list_survives_each_pipeline(augment):
-    image, boxes, labels = build_train_transforms(32, augment, seed=0)(
+    image, boxes, labels = build_train_transform(32, augment, seed=0)(
         np.zeros((48, 64, 3), np.uint8), np.zeros((0, 4)), np.zeros((0,))
     )
     assert image.shape == (3, 32, 32) and boxes.shape == (0, 4) and labels.shape == (0,)
@@ -110,7 +111,7 @@ def test_empty_box_list_survives_each_pipeline(augment):
 
 def test_ssd_pipeline_boxes_stay_inside_the_image_and_non_degenerate():
     rng = np.random.default_rng(0)
-    transform = build_train_transforms(48, "ssd", seed=0)
+    transform = build_train_transform(48, "ssd", seed=0)
     for _ in range(40):
         height, width = rng.integers(32, 96, size=2)
         corners = rng.uniform(-8, [width + 8, height + 8], size=(6, 2, 2))
@@ -129,7 +130,7 @@ def test_ssd_pipeline_labels_stay_with_their_boxes():
     colours = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255]], dtype=np.uint8)
     boxes = np.array([[4, 4, 28, 28], [36, 4, 60, 28], [20, 36, 44, 60]], dtype=np.float32)
     image = image_with_rectangles(boxes, colours=colours)
-    transform = build_train_transforms(64, "ssd", photometric_p=0.0, seed=0)
+    transform = build_train_transform(64, "ssd", photometric_p=0.0, seed=0)
     for _ in range(20):
         out_image, out_boxes, out_labels = transform(image, boxes, np.array([0, 1, 2]))
         for (x1, y1, x2, y2), label in zip(out_boxes.tolist(), out_labels.tolist(), strict=True):
@@ -139,21 +140,21 @@ def test_ssd_pipeline_labels_stay_with_their_boxes():
 
 def test_eval_transform_keeps_size_and_boxes():
     boxes = np.array([[1.5, 2.0, 30.0, 20.25]], dtype=np.float32)
-    image, out_boxes, labels = build_eval_transforms()(np.full((40, 50, 3), 255, np.uint8), boxes, np.array([2]))
+    image, out_boxes, labels = build_eval_transform()(np.full((40, 50, 3), 255, np.uint8), boxes, np.array([2]))
     assert image.shape == (3, 40, 50) and image.max() == 1.0
     assert out_boxes.tolist() == boxes.tolist() and labels.tolist() == [2]
 
 
 def test_unknown_augment_mode_is_an_error_naming_it():
     with pytest.raises(ValueError, match="'heavy'"):
-        build_train_transforms(300, "heavy")
+        build_train_transform(300, "heavy")
 
 
 class RepeatedImage(torch.utils.data.Dataset):
     """The same image four times, through one shared train transform."""
 
     def __init__(self) -> None:
-        self.transform = build_train_transforms(32, "ssd")
+        self.transform = build_train_transform(32, "ssd")
         self.image = np.random.default_rng(0).integers(0, 256, size=(48, 64, 3), dtype=np.uint8)
 
     def __len__(self) -> int:
@@ -164,6 +165,6 @@ class RepeatedImage(torch.utils.data.Dataset):
 
 
 def test_dataloader_workers_draw_different_augmentations():
-    loader = torch.utils.data.DataLoader(RepeatedImage(), batch_size=1, num_workers=2)
+    loader = torch.utils.data.DataLoader(RepeatedImage(), batch_size=1, num_workers=2, worker_init_fn=seed_worker)
     sums = [batch.item() for batch in loader]
     assert len(set(sums)) == 4  # without per-worker reseeding, workers 0 and 1 return identical pairs

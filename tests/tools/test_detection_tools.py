@@ -17,6 +17,7 @@ from tasks.detection.synthetic import make_shapes_coco
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "demo_shapes_ssd.yaml"
 TINY = [
+    "min_steps=0",  # the demo config lengthens a run on a small set
     "model.image_size=128",
     "model.score_threshold=0.001",  # an untrained model scores objects near the background prior's 1%
     "data.image_size=128",

@@ -1,10 +1,13 @@
-"""tools/profile.py: the classifier table, its JSON form, and the config path through tasks.common.build."""
+"""tools/profile.py: the classifier table, its JSON form, the config path through the task registry, and its guard
+against shadowing the standard library's ``profile`` module."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
+import sysconfig
 import types
 from pathlib import Path
 
@@ -12,9 +15,18 @@ import pytest
 import torch
 from torch import nn
 
-from backbone.cost import main
-
 REPO = Path(__file__).resolve().parents[2]
+TOOL = REPO / "tools" / "profile.py"
+
+
+def _load_tool() -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location("profile_tool", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+main = _load_tool().main
 
 
 def test_json_is_one_object_with_totals_types_and_layers(capsys: pytest.CaptureFixture[str]) -> None:
@@ -46,33 +58,37 @@ def test_shallow_variant_has_no_conv7(capsys: pytest.CaptureFixture[str]) -> Non
     assert names[-1] == "fc"
 
 
-def test_config_is_profiled_through_profile_target(
+def test_config_is_checked_by_the_registry_and_profiled_through_profile_target(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     calls = []
+    task, config = object(), {"task": "fake"}
 
-    def profile_target(config_path: str, overrides: list[str]) -> tuple[nn.Module, object, str]:
-        calls.append((config_path, overrides))
+    def load_task_config(path: str, overrides: list[str]) -> tuple[dict, object]:
+        calls.append(("load_task_config", path, overrides))
+        return config, task
+
+    def profile_target(task_: object, config_: dict) -> tuple[nn.Module, object, str]:
+        calls.append(("profile_target", task_, config_))
         return nn.Sequential(nn.Conv2d(3, 4, 1)).eval(), torch.zeros(1, 3, 8, 8), "fake task"
 
-    fake = types.ModuleType("tasks.common.build")
-    fake.profile_target = profile_target
-    monkeypatch.setitem(sys.modules, "tasks.common.build", fake)
+    monkeypatch.setitem(sys.modules, "tasks.registry", types.SimpleNamespace(load_task_config=load_task_config))
+    monkeypatch.setitem(sys.modules, "tasks.common.build", types.SimpleNamespace(profile_target=profile_target))
 
     assert main(["configs/demo.yaml", "--json", "model.width_mult=0.5"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert calls == [("configs/demo.yaml", ["model.width_mult=0.5"])]
+    assert calls == [
+        ("load_task_config", "configs/demo.yaml", ["model.width_mult=0.5"]),
+        ("profile_target", task, config),
+    ]
     assert data["description"] == "fake task" and data["macs"] == 4 * 3 * 8 * 8
 
 
-def test_config_without_the_task_builder_is_a_clear_error(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setitem(sys.modules, "tasks.common.build", None)  # import fails as if absent
-    with pytest.raises(SystemExit) as exit_:
-        main(["configs/demo.yml"])
-    assert exit_.value.code == 2
-    assert "profile_target" in capsys.readouterr().err
+def test_the_ssd300_config_costs_what_the_readme_and_the_paper_say(capsys: pytest.CaptureFixture[str]) -> None:
+    """Table 13 prints 1.2B mult-adds and 6.8M parameters; the README 1.24B and 6.79M (90 classes, 300x300)."""
+    assert main([str(REPO / "configs" / "ssd300_mnv1.yaml"), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (round(data["macs"] / 1e9, 2), round(data["params"] / 1e6, 2)) == (1.24, 6.79)
 
 
 def test_a_positional_argument_that_is_not_yaml_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
@@ -81,11 +97,35 @@ def test_a_positional_argument_that_is_not_yaml_is_refused(capsys: pytest.Captur
     assert "yaml" in capsys.readouterr().err
 
 
+def test_imported_as_profile_from_the_tools_folder_it_hands_over_the_standard_librarys() -> None:
+    """What ``python tools/X.py`` sees: tools/ heads sys.path, and cProfile imports ``profile``."""
+    probe = (
+        f"import sys; sys.path.insert(0, {str(TOOL.parent)!r}); import cProfile, profile; "
+        "cProfile.run('sum(range(10))', sort='calls'); "
+        "print(profile.__file__); print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'backbone')))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    *_, location, heavy = done.stdout.splitlines()
+    assert Path(location) == Path(sysconfig.get_path("stdlib")) / "profile.py"
+    assert heavy == "[]"  # under that name the tool imports nothing of its own
+
+
+def test_a_tool_run_as_a_script_imports_torch_which_imports_cprofile() -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "plain_ssd_loop.py"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "--root" in done.stdout
+
+
 @pytest.mark.slow
 def test_runs_as_a_script_without_shadowing_the_stdlib_profile_module() -> None:
-    script = REPO / "tools" / "profile.py"
     done = subprocess.run(
-        [sys.executable, str(script), "--width", "0.25", "--resolution", "128", "--json"],
+        [sys.executable, str(TOOL), "--width", "0.25", "--resolution", "128", "--json"],
         capture_output=True,
         text=True,
         check=True,

@@ -1,0 +1,38 @@
+"""The tasks a config's ``task:`` key may name. Adding a task is one line in ``TASKS``.
+
+This module sits above the tasks and below the tools: the tools look a task up here and hand it to the shared
+builder and runner (``tasks.common``), which never import it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tasks.classification.task import TASK as CLASSIFICATION
+from tasks.common.build import check_config
+from tasks.common.config import load_config
+from tasks.common.errors import ConfigError
+from tasks.common.task import Task
+from tasks.detection.task import TASK as DETECTION
+
+__all__ = ["TASKS", "get_task", "load_task_config"]
+
+TASKS: dict[str, Task] = {task.name: task for task in (DETECTION, CLASSIFICATION)}
+
+
+def get_task(name: Any, source: str | Path = "config") -> Task:
+    if name not in TASKS:
+        raise ConfigError(f"{source}: unknown task {name!r}; choose one of {sorted(TASKS)}")
+    return TASKS[name]
+
+
+def load_task_config(path: str | Path, overrides: Sequence[str] = ()) -> tuple[dict[str, Any], Task]:
+    """Read a run config, apply ``dotted.key=value`` overrides, look its task up and check every key against it."""
+    config = load_config(path, overrides)
+    if "task" not in config:
+        raise ConfigError(f"{path}: missing key task (one of {', '.join(sorted(TASKS))})")
+    task = get_task(config["task"], path)
+    check_config(config, task)
+    return config, task
