@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from tasks.classification.data import ClassificationDataModule
-from tasks.classification.model import build_classifier
 from tasks.classification.module import ClassificationModule
+from tasks.common.classifier import build_classifier
 from tasks.common.task import Task
 
 TASK = Task(

@@ -1,5 +1,6 @@
-"""The classifier: a registered backbone (MobileNetV1 at any width and input size) or any timm model, normalising
-its [0, 1] input itself, with an optionally frozen backbone."""
+"""The image classifier network every classifying task builds on (classes, attributes, identities): a registered
+backbone (MobileNetV1 at any width and input size) or any timm model, normalising its [0, 1] input itself, with an
+optionally frozen backbone."""
 
 from __future__ import annotations
 

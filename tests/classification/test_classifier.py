@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from backbone import BACKBONES, BackboneSpec, FeatureBackbone, MobileNetV1, TapInfo, load_weights
 from tasks.classification.data import ClassificationDataModule
-from tasks.classification.model import build_classifier
+from tasks.common.classifier import build_classifier
 from tasks.common.errors import ConfigError
 from tasks.detection.ssd import ssd300_mobilenet_v1
 
