@@ -16,10 +16,17 @@ from tasks.common.config import load_config
 from tasks.common.errors import ConfigError
 from tasks.common.task import Task
 from tasks.detection.task import TASK as DETECTION
+from tasks.distillation.config import DistillConfig
 
 __all__ = ["TASKS", "get_task", "load_task_config"]
 
-TASKS: dict[str, Task] = {task.name: task for task in (DETECTION, CLASSIFICATION)}
+TASKS: dict[str, Task] = {
+    task.name: task
+    for task in (
+        DETECTION,
+        CLASSIFICATION,
+    )
+}
 
 
 def get_task(name: Any, source: str | Path = "config") -> Task:
@@ -29,10 +36,11 @@ def get_task(name: Any, source: str | Path = "config") -> Task:
 
 
 def load_task_config(path: str | Path, overrides: Sequence[str] = ()) -> tuple[dict[str, Any], Task]:
-    """Read a run config, apply ``dotted.key=value`` overrides, look its task up and check every key against it."""
+    """Read a run config, apply ``dotted.key=value`` overrides, look its task up and check every key against it
+    (the ``distill:`` section against ``tasks.distillation.config.DistillConfig``)."""
     config = load_config(path, overrides)
     if "task" not in config:
         raise ConfigError(f"{path}: missing key task (one of {', '.join(sorted(TASKS))})")
     task = get_task(config["task"], path)
-    check_config(config, task)
+    check_config(config, task, {"distill": DistillConfig})
     return config, task

@@ -370,6 +370,10 @@ class ClassificationDataModule(TaskDataModule):
             "std": self.std,
         }
 
+    def unlabeled_target(self) -> int:
+        """The target of a training image without a label (distillation): cross-entropy's ignore index."""
+        return -100
+
     def setup(self, stage: str | None = None) -> None:
         """Build the training split for ``fit`` (its augmentation seeded from torch's generator) and the validation
         split for every stage, once each."""

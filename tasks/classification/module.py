@@ -120,6 +120,7 @@ class ClassificationModule(TaskModule):
     logged_metrics = ("top1", "top5")
     progress_bar_metrics = ("top1",)
     prediction_summary = "each image's top-5 classes"
+    distillation_kind = "softmax"
 
     def __init__(
         self,
@@ -161,6 +162,10 @@ class ClassificationModule(TaskModule):
         if frozen != self.model.backbone_frozen:
             self.model.set_backbone_frozen(frozen)
             logger.info("epoch %d: backbone %s", self.current_epoch, "frozen" if frozen else "trainable")
+
+    def distillation_outputs(self, inputs: Tensor) -> Tensor:
+        """Class logits (N, C)."""
+        return self.model(inputs)
 
     def training_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         logits = self.model(batch.inputs)

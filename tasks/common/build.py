@@ -29,6 +29,7 @@ __all__ = [
     "build_model",
     "build_module",
     "load_run",
+    "read_checkpoint",
     "load_checkpoint",
     "build_from_checkpoint",
     "profile_target",
@@ -69,12 +70,25 @@ def _model_schema(task: Task, model: Mapping[str, Any], source: str) -> dict[str
     return schema
 
 
-def check_config(config: dict[str, Any], task: Task) -> None:
-    """Check every key of ``config`` against what it maps onto. Raises ConfigError naming the file and the key."""
+def check_config(
+    config: dict[str, Any], task: Task, extra_sections: Mapping[str, Callable[..., Any]] | None = None
+) -> None:
+    """Check every key of ``config`` against what it maps onto. Raises ConfigError naming the file and the key.
+
+    ``extra_sections`` are optional sections beyond ``TOP_LEVEL_KEYS`` and what each maps onto (``distill``:
+    the settings of tools/distill.py, which eval and predict read past).
+    """
     source = config.get("_source", "config")
+    extra_sections = dict(extra_sections or {})
+    allowed = (*TOP_LEVEL_KEYS, *extra_sections)
     for key in config:
-        if not key.startswith("_") and key not in TOP_LEVEL_KEYS:
-            raise ConfigError(f"{source}: unknown top-level key {key}; valid keys: {', '.join(TOP_LEVEL_KEYS)}")
+        if not key.startswith("_") and key not in allowed:
+            raise ConfigError(f"{source}: unknown top-level key {key}; valid keys: {', '.join(allowed)}")
+    for key, target in extra_sections.items():
+        if key in config:
+            if not isinstance(config[key], dict):
+                raise ConfigError(f"{source}: {key} must be a mapping, got {config[key]!r}")
+            check_section(config[key], target, key, source)
     for key in ("seed", "min_steps"):
         value = config.get(key, 0)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -144,7 +158,8 @@ def load_run(task: Task, config: dict[str, Any]) -> tuple[L.LightningDataModule,
     return datamodule, build_module(task, config, datamodule.data_info())
 
 
-def _read_checkpoint(path: Path) -> dict[str, Any]:
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint's contents, read safely (weights only), or a CheckpointError naming the file."""
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
@@ -172,7 +187,7 @@ def load_checkpoint(module: TaskModule, path: str | Path, checkpoint: dict | Non
     differing keys named. The module's ``inference_keys`` (post-processing settings) may differ.
     """
     path = Path(path)
-    checkpoint = checkpoint if checkpoint is not None else _read_checkpoint(path)
+    checkpoint = checkpoint if checkpoint is not None else read_checkpoint(path)
     hyper = checkpoint.get("hyper_parameters") or {}
     saved_info, current_info = hyper.get("data_info"), module.hparams.get("data_info")
     if saved_info is not None and current_info is not None:
@@ -206,7 +221,7 @@ def load_checkpoint(module: TaskModule, path: str | Path, checkpoint: dict | Non
 def build_from_checkpoint(task: Task, config: dict[str, Any], checkpoint_path: str | Path) -> TaskModule:
     """The config's model with the checkpoint's weights, its data_info (class list, normalisation) taken from the
     checkpoint: no dataset needed, for prediction on new images."""
-    checkpoint = _read_checkpoint(Path(checkpoint_path))
+    checkpoint = read_checkpoint(Path(checkpoint_path))
     data_info = (checkpoint.get("hyper_parameters") or {}).get("data_info")
     if data_info is None:
         raise CheckpointError(f"{checkpoint_path} is not a checkpoint written by tools/train.py (no data_info)")

@@ -10,7 +10,7 @@ optimizer over ``trainable_module()`` and the schedule. The network is built by 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -54,6 +54,9 @@ class TaskModule(L.LightningModule):
             the training run.
         checkpoint_data_keys: ``data_info`` keys that must agree between a checkpoint and the data it is used on.
         prediction_summary: what ``predict_records`` writes, for the tool's closing message.
+        distillation_kind: what ``distillation_outputs`` returns, for a task whose models can be distilled:
+            "softmax" (class logits), "sigmoid" (independent logits, e.g. attributes) or "embedding"
+            (L2-normalised embeddings); None: not distillable.
     """
 
     monitor: ClassVar[str]
@@ -63,6 +66,7 @@ class TaskModule(L.LightningModule):
     inference_keys: ClassVar[tuple[str, ...]] = ()
     checkpoint_data_keys: ClassVar[tuple[str, ...]] = ("class_names",)
     prediction_summary: ClassVar[str] = "predictions"
+    distillation_kind: ClassVar[Literal["softmax", "sigmoid", "embedding"] | None] = None
 
     def __init__(
         self,
@@ -83,6 +87,9 @@ class TaskModule(L.LightningModule):
         self._metrics: dict[str, Any] = {}
         # Every sample's validation result, on the first process only, after a validation epoch.
         self.all_results: dict[int, Any] = {}
+        # What training minimises instead of ``training_loss`` (distillation sets one that matches a teacher); a
+        # plain callable, so nothing it holds (a teacher) joins this module's parameters, state dict or optimizer.
+        self.training_objective: Callable[[TaskModule, Batch], tuple[Tensor, dict[str, Tensor]]] | None = None
 
     # ---------------------------------------------------------------------------------------------------------
     # The hooks a task implements
@@ -119,6 +126,11 @@ class TaskModule(L.LightningModule):
     def write_outputs(self, run_dir: Path) -> None:
         """Files of the last validation written beside metrics.json (first process only)."""
 
+    def distillation_outputs(self, inputs: Tensor) -> Tensor:
+        """(N, D) outputs a student of this task learns to reproduce, of ``distillation_kind``, for (N, 3, H, W)
+        images in [0, 1]."""
+        raise NotImplementedError(f"{type(self).__name__} models cannot be distilled")
+
     # ---------------------------------------------------------------------------------------------------------
     # What every task shares
 
@@ -136,7 +148,8 @@ class TaskModule(L.LightningModule):
             self.log("train/skipped_images", float(batch.skipped), reduce_fx="sum", batch_size=size)
         if not len(batch):  # every image of the batch was unreadable
             return None
-        loss, logs = self.training_loss(batch)
+        objective = self.training_objective
+        loss, logs = objective(self, batch) if objective is not None else self.training_loss(batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         for name, value in logs.items():
             self.log(f"train/{name}", value, batch_size=size)

@@ -6,7 +6,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -20,9 +20,18 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from tasks.common.build import load_checkpoint, load_run
 from tasks.common.config import dump_config
 from tasks.common.errors import CheckpointError
+from tasks.common.module import TaskModule
 from tasks.common.task import Task
 
-__all__ = ["default_run_dir", "build_trainer", "plan_training_length", "train", "evaluate", "write_json"]
+__all__ = [
+    "default_run_dir",
+    "build_trainer",
+    "plan_training_length",
+    "train",
+    "fit",
+    "evaluate",
+    "write_json",
+]
 
 # Below this many optimizer steps a run is warned that it will hardly learn.
 FEW_STEPS = 100
@@ -142,10 +151,28 @@ def plan_training_length(
 def train(task: Task, config: dict[str, Any], out: str | Path | None = None, resume: bool = False) -> Path:
     """Train a checked run config of ``task``; return the run directory (checkpoints/, logs/, config.yaml,
     metrics.json and the task's outputs)."""
+    datamodule, module = load_run(task, config)
+    return fit(module, datamodule, config, out, resume)
+
+
+def fit(
+    module: TaskModule,
+    datamodule: L.LightningDataModule,
+    config: dict[str, Any],
+    out: str | Path | None = None,
+    resume: bool = False,
+    before_fit: Callable[[L.Trainer, Path], None] | None = None,
+    after_fit: Callable[[L.Trainer], dict[str, Any]] | None = None,
+) -> Path:
+    """Fit ``module`` on ``datamodule`` as ``config`` says, in the run directory ``out`` (default
+    runs/<config name>/<timestamp>; with ``resume``, continued from its last.ckpt); return the run directory.
+
+    ``before_fit(trainer, run_dir)`` runs once the trainer exists; ``after_fit(trainer)`` after the final
+    validation, its metrics added to metrics.json (distillation: the teacher's own score).
+    """
     if resume and out is None:
         raise ValueError("--resume needs --out DIR: the run directory to continue")
     source = config.get("_source", "run")
-    datamodule, module = load_run(task, config)
     run_dir = Path(out) if out is not None else default_run_dir(source)
     ckpt_path = None
     if resume:
@@ -174,11 +201,16 @@ def train(task: Task, config: dict[str, Any], out: str | Path | None = None, res
             )
         if trainer.is_global_zero:
             dump_config(config, run_dir / "config.yaml")
+        if before_fit is not None:
+            before_fit(trainer, run_dir)
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True if ckpt_path else None)
         # Final validation with the weights training ended on: the same keys as tools/eval.py.
         trainer.validate(module, datamodule=datamodule, verbose=False)
+        metrics = module.final_metrics()
+        if after_fit is not None:
+            metrics.update(after_fit(trainer))
     if trainer.is_global_zero:
-        write_json(module.final_metrics(), run_dir / "metrics.json")
+        write_json(metrics, run_dir / "metrics.json")
         module.write_outputs(run_dir)
     return run_dir
 
