@@ -17,6 +17,8 @@ from tasks.common.errors import ConfigError
 from tasks.common.task import Task
 from tasks.detection.task import TASK as DETECTION
 from tasks.distillation.config import DistillConfig
+from tasks.face_attributes.task import TASK as FACE_ATTRIBUTES
+from tasks.face_embedding.task import TASK as FACE_EMBEDDING
 
 __all__ = ["TASKS", "get_task", "load_task_config"]
 
@@ -25,6 +27,8 @@ TASKS: dict[str, Task] = {
     for task in (
         DETECTION,
         CLASSIFICATION,
+        FACE_ATTRIBUTES,
+        FACE_EMBEDDING,
     )
 }
 

@@ -87,6 +87,19 @@ class ImageClassifier(nn.Module):
         """(N, 3, H, W) RGB images in [0, 1] -> (N, num_classes) logits."""
         return self.network((images - self.mean) / self.std)
 
+    def pre_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) RGB images in [0, 1] -> (N, D) the features the classifier reads (pooled, before dropout):
+        ``FeatureClassifier.forward_features``, or timm's ``forward_head(features, pre_logits=True)``."""
+        x = (images - self.mean) / self.std
+        if isinstance(self.network, FeatureClassifier):
+            return self.network.forward_features(x)
+        return self.network.forward_head(self.network.forward_features(x), pre_logits=True)
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) RGB images in [0, 1] -> (N, D) L2-normalised ``pre_logits``: the embedding a classifier
+        trained on identities gives for face verification."""
+        return nn.functional.normalize(self.pre_logits(images), dim=1)
+
 
 def _head_name(network: nn.Module) -> str:
     """The module path of ``network.get_classifier()`` (timm's head API, which ``FeatureClassifier`` follows)."""
