@@ -81,8 +81,8 @@ def write_per_attribute_csv(scores: AttributeScores, path: Path) -> None:
 
 
 def plot_attribute_ap(scores: AttributeScores, path: Path, title: str = "") -> None:
-    """A PNG bar chart of each attribute's AP, one labelled row per attribute (Agg canvas: no display needed);
-    an attribute without positives is marked "no positives"."""
+    """A PNG bar chart of each attribute's AP and positives, one labelled row per attribute (Agg canvas: no display
+    needed); an attribute without positives is marked "no positives"."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -93,12 +93,13 @@ def plot_attribute_ap(scores: AttributeScores, path: Path, title: str = "") -> N
     rows = list(range(count))
     values = [0.0 if ap is None else ap for ap in scores.ap]
     bars = axes.barh(rows, values, color="tab:blue")
-    for row, ap, bar in zip(rows, scores.ap, bars):
-        label = "no positives" if ap is None else f"{ap:.3f}"
+    for row, ap, positives, bar in zip(rows, scores.ap, scores.positives, bars):
+        label = "no positives" if ap is None else f"{ap:.3f} ({positives} positives)"
         axes.text(bar.get_width() + 0.01, row, label, va="center", fontsize=8)
     axes.set_yticks(rows, scores.names, fontsize=8)
     axes.invert_yaxis()  # the first attribute on top, as in the CSV
-    axes.set_xlim(0.0, 1.12)
+    axes.set_xlim(0.0, 1.3)  # room for the labels
+    axes.set_xticks([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
     axes.set_xlabel("average precision")
     axes.set_title(title or "average precision per attribute")
     axes.grid(axis="x", alpha=0.3)

@@ -186,12 +186,15 @@ def _draw_lower_face(
     smiling, open_mouth = attributes["Smiling"], attributes["Mouth_Slightly_Open"]
     lip_width = face.width(0.12)
     dark = (70, 16, 20)
-    if open_mouth and smiling:  # an open smile: a wide "D" on its back, dark inside
-        draw.chord(face.box(-0.42, 0.34, 0.42, 0.86), 0, 180, fill=dark, outline=lips, width=lip_width)
+    if open_mouth and smiling:  # an open smile: a wide "D" on its back, dark inside, the upper teeth showing
+        mouth = face.box(-0.42, 0.34, 0.42, 0.86)
+        draw.chord(mouth, 0, 180, fill=dark, outline=lips, width=lip_width)
+        draw.rectangle(face.box(-0.3, 0.6 + 0.05, 0.3, 0.6 + 0.12), fill=(240, 238, 228))
     elif open_mouth:  # an "o"
         draw.ellipse(face.box(-0.18, 0.5, 0.18, 0.76), fill=dark, outline=lips, width=lip_width)
-    elif smiling:  # a closed smile: a deep "U" of lips
-        draw.arc(face.box(-0.42, 0.22, 0.42, 0.78), 15, 165, fill=lips, width=lip_width)
+    elif smiling:  # a closed smile: a crescent of lips, its horns up
+        draw.chord(face.box(-0.42, 0.3, 0.42, 0.8), 0, 180, fill=lips)
+        draw.chord(face.box(-0.36, 0.3, 0.36, 0.68), 0, 180, fill=skin)
     else:
         draw.line([face.point(-0.26, 0.62), face.point(0.26, 0.62)], fill=lips, width=lip_width)
 

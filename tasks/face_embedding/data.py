@@ -371,20 +371,22 @@ class FaceEmbeddingDataModule(TaskDataModule):
         return index_pairs(read_pairs(self.pairs_path), self.root / "lfw")
 
     def data_info(self) -> dict[str, Any]:
-        """The training identities (their number: the classifier's width), the split sizes, the verification pairs
-        (``pairs``: [first image, second image, same (1) or not (0)] and ``pair_folds``: 0-based folds, both in
-        file order), the preprocessing and the input normalisation."""
+        """The training identities (their number: the classifier's width), the split sizes, the verification pairs,
+        the preprocessing and the input normalisation.
+
+        ``pairs`` holds one string "first second same fold" per pair, in file order: the indices of its two
+        verification images, 1 for the same person or 0, and its 0-based fold (a row each in the checkpoint's
+        hyper-parameters, rather than a block of five lines as a list of integers would take).
+        """
         samples, names = self._training
         verification = self.verification
+        rows = zip(verification.first, verification.second, verification.same, verification.folds)
         return {
             "num_classes": len(names),
             "train_identities": len(names),
             "train_size": len(samples),
             "val_size": len(verification.images),
-            "pairs": np.stack(
-                [verification.first, verification.second, verification.same.astype(np.int64)], axis=1
-            ).tolist(),
-            "pair_folds": verification.folds.tolist(),
+            "pairs": [f"{first} {second} {int(same)} {fold}" for first, second, same, fold in rows],
             "protocol": verification.protocol,
             "image_size": self.image_size,
             "crop_fraction": self.crop_fraction,

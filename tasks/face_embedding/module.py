@@ -134,8 +134,8 @@ class FaceEmbeddingModule(TaskModule):
     output of a ``FaceEmbedder``. An embedder has no identity head: it learns from a teacher (tools/distill.py),
     and this module's training loss refuses it.
 
-    ``data_info`` holds ``num_classes`` (training identities), ``pairs`` and ``pair_folds`` (indices into the
-    validation images), the split sizes and the preprocessing (see ``FaceEmbeddingDataModule``).
+    ``data_info`` holds ``num_classes`` (training identities), ``pairs`` ("first second same fold": indices into
+    the validation images), the split sizes and the preprocessing (see ``FaceEmbeddingDataModule.data_info``).
     """
 
     monitor = "val/lfw_accuracy"
@@ -161,9 +161,9 @@ class FaceEmbeddingModule(TaskModule):
         classes = data_info.get("num_classes")
         if not isinstance(model, FaceEmbedder) and classes is not None and model.num_classes != classes:
             raise ConfigError(f"model.num_classes is {model.num_classes} but the data has {classes} identities")
-        pairs = np.asarray(data_info.get("pairs") or [], dtype=np.int64).reshape(-1, 3)
-        self.pair_first, self.pair_second, self.pair_same = pairs[:, 0], pairs[:, 1], pairs[:, 2].astype(bool)
-        self.pair_folds = np.asarray(data_info.get("pair_folds") or [], dtype=np.int64)
+        pairs = np.array([row.split() for row in data_info.get("pairs", [])], dtype=np.int64).reshape(-1, 4)
+        self.pair_first, self.pair_second, self.pair_folds = pairs[:, 0], pairs[:, 1], pairs[:, 3]
+        self.pair_same = pairs[:, 2].astype(bool)
         self.flip_eval = bool(data_info.get("flip_eval", False))
         self.criterion = nn.CrossEntropyLoss(ignore_index=UNLABELED_TARGET)
         self._report: tuple[list[FoldResult], dict[str, TarAtFar], np.ndarray, np.ndarray] | None = None

@@ -40,12 +40,12 @@ def test_verification_items_are_the_distinct_pair_images_with_target_zero(lfw_ro
     image, target, index = data.val_dataset[1]
     assert image.shape == (3, 32, 32) and image.dtype == torch.float32 and 0.0 <= image.min() <= image.max() <= 1.0
     assert (target, index) == (0, 1)
-    assert len(info["pairs"]) == len(info["pair_folds"]) == 2 * FOLDS * PAIRS_PER_FOLD
-    assert sorted(set(info["pair_folds"])) == list(range(FOLDS))
-    named = {(a, b) for a, b, _ in info["pairs"]}
-    assert {i for pair in named for i in pair} == set(range(len(data.val_dataset)))
+    pairs = [[int(value) for value in row.split()] for row in info["pairs"]]  # first second same fold
+    assert len(pairs) == 2 * FOLDS * PAIRS_PER_FOLD
+    assert {i for first, second, _, _ in pairs for i in (first, second)} == set(range(len(data.val_dataset)))
     rows = read_pairs(lfw_root / "pairs.txt").pairs
-    assert [same for _, _, same in info["pairs"]] == [int(row.same) for row in rows]
+    assert [(same, fold) for _, _, same, fold in pairs] == [(int(row.same), row.fold) for row in rows]
+    assert data.val_dataset.samples[pairs[0][0]][0].name == f"{rows[0].first[0]}_{rows[0].first[1]:04d}.jpg"
 
 
 def test_without_a_train_folder_the_lfw_people_train_with_a_warning(lfw_copy: Path) -> None:

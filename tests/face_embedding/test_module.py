@@ -22,12 +22,12 @@ NUM_IDENTITIES = 5
 
 
 def _data_info(pairs: list[list[int]] | None = None, folds: list[int] | None = None, **extra) -> dict:
+    """``pairs``: [first image, second image, same]; ``folds``: each pair's fold."""
     return {
         "num_classes": NUM_IDENTITIES,
         "train_identities": NUM_IDENTITIES,
         "train_size": 50,
-        "pairs": pairs or [],
-        "pair_folds": folds or [],
+        "pairs": [f"{a} {b} {same} {fold}" for (a, b, same), fold in zip(pairs or [], folds or [])],
         "protocol": "test folds",
         "image_size": 32,
         "crop_fraction": 1.0,
