@@ -184,14 +184,14 @@ def _draw_lower_face(
     if attributes["Goatee"]:
         draw.ellipse(face.box(-0.32, 0.72, 0.32, 1.05), fill=beard)
     smiling, open_mouth = attributes["Smiling"], attributes["Mouth_Slightly_Open"]
-    lip_width = face.width(0.12)
-    dark = (70, 16, 20)
+    lip_width = face.width(0.1)
+    inside, teeth = (14, 6, 8), (240, 238, 228)
     if open_mouth and smiling:  # an open smile: a wide "D" on its back, dark inside, the upper teeth showing
-        mouth = face.box(-0.42, 0.34, 0.42, 0.86)
-        draw.chord(mouth, 0, 180, fill=dark, outline=lips, width=lip_width)
-        draw.rectangle(face.box(-0.3, 0.6 + 0.05, 0.3, 0.6 + 0.12), fill=(240, 238, 228))
-    elif open_mouth:  # an "o"
-        draw.ellipse(face.box(-0.18, 0.5, 0.18, 0.76), fill=dark, outline=lips, width=lip_width)
+        draw.chord(face.box(-0.42, 0.34, 0.42, 0.86), 0, 180, fill=inside, outline=lips, width=lip_width)
+        draw.rectangle(face.box(-0.3, 0.65, 0.3, 0.72), fill=teeth)
+    elif open_mouth:  # an "o", dark inside, the upper teeth showing
+        draw.ellipse(face.box(-0.2, 0.48, 0.2, 0.78), fill=inside, outline=lips, width=lip_width)
+        draw.rectangle(face.box(-0.1, 0.54, 0.1, 0.58), fill=teeth)
     elif smiling:  # a closed smile: a crescent of lips, its horns up
         draw.chord(face.box(-0.42, 0.3, 0.42, 0.8), 0, 180, fill=lips)
         draw.chord(face.box(-0.36, 0.3, 0.36, 0.68), 0, 180, fill=skin)
@@ -216,7 +216,7 @@ def draw_face(
     tone, pale = _mix(_DARKEST_SKIN, _LIGHTEST_SKIN, rng.random()), _jitter(rng, _PALE, 5)
     skin = pale if attributes["Pale_Skin"] else tone
     lipstick = _jitter(rng, _LIPSTICK, 20)
-    lips = lipstick if attributes["Wearing_Lipstick"] else _mix(skin, (40, 10, 15), 0.7)
+    lips = lipstick if attributes["Wearing_Lipstick"] else _mix(skin, (40, 10, 15), 0.5)
     beard = _mix(hair, (20, 16, 14), 0.75)
     dark_frame, gold_frame = _jitter(rng, (30, 30, 35), 25), _jitter(rng, (150, 120, 60), 40)
     frame = dark_frame if rng.random() < 0.7 else gold_frame
