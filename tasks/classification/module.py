@@ -44,12 +44,16 @@ def _rank_scores(topk: Tensor, num_classes: int) -> Tensor:
 def classification_metrics(labels: Tensor, topk: Tensor | None, num_classes: int) -> tuple[dict[str, Any], Tensor]:
     """Top-1 and top-5 accuracy (torchmetrics, micro-averaged over images) and the (C, C) confusion matrix
     (rows: true class, columns: top-1 prediction). ``top5`` is None with fewer than 5 classes; both are None
-    without images."""
-    confusion_metric = MulticlassConfusionMatrix(num_classes)
+    without images. Computed on one process over results already gathered from all of them: the metrics must not
+    synchronise across processes themselves (under DDP that waits forever for the other ranks)."""
+    local = {"sync_on_compute": False}
+    confusion_metric = MulticlassConfusionMatrix(num_classes, **local)
     if topk is None or not len(labels):
         return {"top1": None, "top5": None, "num_images": 0}, confusion_metric.compute()
-    top1_metric = MulticlassAccuracy(num_classes, top_k=1, average="micro")
-    top5_metric = MulticlassAccuracy(num_classes, top_k=TOP_K, average="micro") if num_classes >= TOP_K else None
+    top1_metric = MulticlassAccuracy(num_classes, top_k=1, average="micro", **local)
+    top5_metric = (
+        MulticlassAccuracy(num_classes, top_k=TOP_K, average="micro", **local) if num_classes >= TOP_K else None
+    )
     for start in range(0, len(labels), _CHUNK):
         chunk_labels = labels[start : start + _CHUNK]
         chunk_topk = topk[start : start + _CHUNK]
