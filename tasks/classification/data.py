@@ -309,6 +309,8 @@ class ClassificationDataModule(TaskDataModule):
         mean, std: the RGB normalisation the model applies to inputs in [0, 1]; None: the backbone's own (see
             ``TaskDataModule``).
         val_batch_size: images per validation step (default ``batch_size``).
+        label_fraction, label_seed: train on a seeded subset of this fraction of the training split's labels
+            (tools/distill.py gives the rest to the teacher as unlabelled images); see ``TaskDataModule``.
     """
 
     collate_fn = staticmethod(collate_stacked)
@@ -328,8 +330,10 @@ class ClassificationDataModule(TaskDataModule):
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         val_batch_size: int | None = None,
+        label_fraction: float = 1.0,
+        label_seed: int = 0,
     ) -> None:
-        super().__init__(batch_size, num_workers, val_batch_size, mean, std)
+        super().__init__(batch_size, num_workers, val_batch_size, mean, std, label_fraction, label_seed)
         if layout not in ("imagefolder", "stanford_dogs"):
             raise ConfigError(f"data.layout must be 'imagefolder' or 'stanford_dogs', got {layout!r}")
         if crop_to_box not in ("none", "union", "first"):

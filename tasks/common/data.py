@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from lightning_utilities.core.apply_func import apply_to_collection
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, Subset, get_worker_info
 
 from tasks.common.errors import ConfigError
 
@@ -172,6 +172,10 @@ class TaskDataModule(L.LightningDataModule):
     ``mean`` and ``std`` are the RGB normalisation of inputs in [0, 1], applied by the model, not the data; None
     means the backbone's own (the config builder fills it in). They are only checked here and reported in
     ``data_info()``.
+
+    ``label_fraction`` < 1 keeps the labels of a subset of the training split, drawn with ``label_seed`` (not the
+    run's seed, so runs of several seeds share it): the training loader serves that subset alone, and distillation
+    gives the other images to the teacher as unlabelled ones (``labeled_mask``).
     """
 
     collate_fn: Collate
@@ -183,8 +187,12 @@ class TaskDataModule(L.LightningDataModule):
         val_batch_size: int | None = None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        label_fraction: float = 1.0,
+        label_seed: int = 0,
     ) -> None:
         super().__init__()
+        if not 0.0 < label_fraction <= 1.0:
+            raise ConfigError(f"data.label_fraction must be in (0, 1], got {label_fraction}")
         if batch_size < 1 or (val_batch_size is not None and val_batch_size < 1):
             raise ConfigError(
                 f"data.batch_size and data.val_batch_size must be >= 1, got {batch_size}, {val_batch_size}"
@@ -196,8 +204,28 @@ class TaskDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.mean = _channel_values(mean, "mean")
         self.std = _channel_values(std, "std", positive=True)
+        self.label_fraction = label_fraction
+        self.label_seed = label_seed
         self.train_dataset: Dataset | None = None
         self.val_dataset: Dataset | None = None
+
+    def labeled_mask(self, count: int) -> list[bool]:
+        """Which of ``count`` training items keep their labels: all, or a subset of ``label_fraction`` of them
+        (at least one) drawn with ``label_seed``, the same whichever tool asks (tools/train.py trains on it alone,
+        tools/distill.py gives the others to the teacher as unlabelled images)."""
+        if self.label_fraction >= 1.0:
+            return [True] * count
+        order = torch.randperm(count, generator=torch.Generator().manual_seed(self.label_seed))
+        keep = torch.zeros(count, dtype=torch.bool)
+        keep[order[: max(1, round(self.label_fraction * count))]] = True
+        return keep.tolist()
+
+    def labeled_train_dataset(self) -> Dataset | None:
+        """The training split as tools/train.py sees it: the labelled subset when ``label_fraction`` < 1."""
+        if self.train_dataset is None or self.label_fraction >= 1.0:
+            return self.train_dataset
+        mask = self.labeled_mask(len(self.train_dataset))
+        return Subset(self.train_dataset, [index for index, kept in enumerate(mask) if kept])
 
     def data_info(self) -> dict[str, Any]:
         """What the LightningModule must know of the data (class names, ids, input settings, ``mean`` and ``std``):
@@ -211,7 +239,7 @@ class TaskDataModule(L.LightningDataModule):
         return make_loader(dataset, batch_size, train=train, num_workers=self.num_workers, collate_fn=self.collate_fn)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_dataset, self.batch_size, train=True)
+        return self._loader(self.labeled_train_dataset(), self.batch_size, train=True)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_dataset, self.val_batch_size, train=False)

@@ -17,7 +17,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from tasks.common.build import load_checkpoint, load_run
+from tasks.common.build import fill_from_checkpoint, load_checkpoint, load_run, read_checkpoint
 from tasks.common.config import dump_config
 from tasks.common.errors import CheckpointError
 from tasks.common.module import TaskModule
@@ -110,13 +110,14 @@ def build_trainer(
 def _steps_per_epoch(datamodule: L.LightningDataModule, trainer: L.Trainer) -> tuple[int, int]:
     """(optimizer steps per epoch in each process, training samples), counted from the data the run will see."""
     datamodule.setup("fit")
-    batches = math.ceil(len(datamodule.train_dataloader()) / max(1, trainer.world_size))
+    loader = datamodule.train_dataloader()  # a labelled subset (data.label_fraction) is what the loader serves
+    batches = math.ceil(len(loader) / max(1, trainer.world_size))
     limit = trainer.limit_train_batches
     if isinstance(limit, int):
         batches = min(batches, limit)
     elif limit is not None:
         batches = int(batches * limit)
-    return math.ceil(batches / trainer.accumulate_grad_batches), len(datamodule.train_dataset)
+    return math.ceil(batches / trainer.accumulate_grad_batches), len(loader.dataset)
 
 
 def plan_training_length(
@@ -219,8 +220,9 @@ def evaluate(
     task: Task, config: dict[str, Any], checkpoint: str | Path, out: str | Path | None = None
 ) -> dict[str, Any]:
     """Evaluate ``checkpoint`` on the config's validation data; write metrics.json (and task outputs) to ``out``."""
-    datamodule, module = load_run(task, config)
-    load_checkpoint(module, checkpoint)
+    saved = read_checkpoint(Path(checkpoint))
+    datamodule, module = load_run(task, fill_from_checkpoint(config, saved))
+    load_checkpoint(module, checkpoint, saved)
     run_dir = Path(out) if out is not None else Path(checkpoint).resolve().parent.parent / "eval"
     trainer = build_trainer(config["trainer"], run_dir, train=False)
     trainer.validate(module, datamodule=datamodule, verbose=False)

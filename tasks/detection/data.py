@@ -223,7 +223,8 @@ class CocoDataModule(TaskDataModule):
     their size: the model resizes internally and maps boxes back, so val targets are in original pixels.
     The validation file is loaded and checked at construction (``num_classes`` and the class names come from it);
     the training file in ``setup("fit")``, so evaluation reads only the validation files. ``mean`` and ``std``: the
-    normalisation the detector applies to inputs in [0, 1] (None: the backbone's own); see ``TaskDataModule``.
+    normalisation the detector applies to inputs in [0, 1] (None: the backbone's own); ``label_fraction`` and
+    ``label_seed``: training on a seeded subset of the training images; see ``TaskDataModule``.
     """
 
     collate_fn = staticmethod(collate_lists)
@@ -248,8 +249,10 @@ class CocoDataModule(TaskDataModule):
         min_box_size: float = 1.0,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        label_fraction: float = 1.0,
+        label_seed: int = 0,
     ) -> None:
-        super().__init__(batch_size, num_workers, val_batch_size, mean, std)
+        super().__init__(batch_size, num_workers, val_batch_size, mean, std, label_fraction, label_seed)
         self.save_hyperparameters()
         if augment not in AUGMENT_MODES:
             raise ConfigError(f"data.augment must be one of {AUGMENT_MODES}, got {augment!r}")

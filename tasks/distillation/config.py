@@ -26,9 +26,8 @@ class DistillConfig:
             attributes), "embeddings" (faces).
         temperature: Hinton's softmax temperature T for class logits (the KL term is scaled by T squared).
         label_weight: weight of the labels' own loss in ``(1 - w) * distillation + w * labels``, over the images
-            that have a label; 0 learns from the teacher alone.
-        label_fraction: the fraction of the training split whose labels are kept (a seeded subset); the others
-            are used as unlabelled images.
+            that have a label; 0 learns from the teacher alone. ``data.label_fraction`` keeps the labels of a
+            seeded subset of the training split, the other images then unlabelled.
         unlabeled: a folder of unlabelled images (searched recursively) added to the training images.
         train_on: "both" (the training split and ``unlabeled``) or "unlabeled" (the folder alone).
         cache_teacher: compute the teacher's outputs once per training image (un-augmented input), keyed by the
@@ -43,7 +42,6 @@ class DistillConfig:
     teacher_outputs: Literal["logits", "probabilities", "embeddings"] = "logits"
     temperature: float = 4.0
     label_weight: float = 0.0
-    label_fraction: float = 1.0
     unlabeled: str | None = None
     train_on: Literal["both", "unlabeled"] = "both"
     cache_teacher: bool = False

@@ -151,10 +151,8 @@ class DistillationDataModule(L.LightningDataModule):
             split, augmentation and ``unlabeled_target()``).
         val_data: the task's data module at the student's size (validation, ``data_info``).
         student_size, teacher_size: the square sides of the two views.
-        label_fraction: the fraction of the training split whose labels are kept (drawn with ``seed``).
         unlabeled: a folder of unlabelled images, or None.
         train_on: "both" or "unlabeled" (the folder alone).
-        seed: draws the labelled subset.
     """
 
     def __init__(
@@ -163,24 +161,18 @@ class DistillationDataModule(L.LightningDataModule):
         val_data: TaskDataModule,
         student_size: int,
         teacher_size: int,
-        label_fraction: float = 1.0,
         unlabeled: str | None = None,
         train_on: str = "both",
-        seed: int = 0,
     ) -> None:
         super().__init__()
-        if not 0.0 <= label_fraction <= 1.0:
-            raise ConfigError(f"distill.label_fraction must be in [0, 1], got {label_fraction}")
         if train_on == "unlabeled" and not unlabeled:
             raise ConfigError("distill.train_on: unlabeled needs distill.unlabeled: DIR")
         self.train_data = train_data
         self.val_data = val_data
         self.student_size = student_size
         self.teacher_size = teacher_size
-        self.label_fraction = label_fraction
         self.unlabeled = unlabeled
         self.train_on = train_on
-        self.seed = seed
         self.batch_size = val_data.batch_size
         self.train_dataset: TwoViews | None = None
         self.cache: dict[str, Tensor] | None = None
@@ -206,12 +198,8 @@ class DistillationDataModule(L.LightningDataModule):
         target = self.train_data.unlabeled_target()
         unlabeled_set = UnlabeledImages(self.unlabeled, transform, target) if self.unlabeled else None
         keep = None
-        if labeled is not None and self.label_fraction < 1.0:
-            generator = torch.Generator().manual_seed(self.seed)
-            order = torch.randperm(len(labeled), generator=generator)
-            keep = torch.zeros(len(labeled), dtype=torch.bool)
-            keep[order[: round(self.label_fraction * len(labeled))]] = True
-            keep = keep.tolist()
+        if labeled is not None and self.train_data.label_fraction < 1.0:
+            keep = self.train_data.labeled_mask(len(labeled))
         self.train_dataset = TwoViews(
             labeled, unlabeled_set, self.student_size, self.teacher_size, target, keep, self.cache
         )

@@ -20,7 +20,7 @@ from tasks.distillation.cache import teacher_cache
 from tasks.distillation.config import DistillConfig
 from tasks.distillation.data import DistillationDataModule
 from tasks.distillation.objective import DistillationObjective
-from tasks.distillation.teacher import check_teacher_fits, load_teacher
+from tasks.distillation.teacher import Teacher, check_teacher_fits, load_teacher, teacher_output_size
 
 __all__ = ["EpochTimer", "distill"]
 
@@ -45,6 +45,16 @@ def _data_setting(task: Task, config: dict[str, Any], key: str) -> Any:
         return config["data"][key]
     parameter = inspect.signature(task.datamodule).parameters.get(key)
     return None if parameter is None else parameter.default
+
+
+def _size_embedding_to_teacher(task: Task, config: dict[str, Any], teacher: Teacher) -> None:
+    """An embedding student whose ``model.embedding_dim`` is left out (or null) gets the teacher's size, written
+    into the config so that the run's config.yaml and checkpoint describe the student fully."""
+    model = config["model"]
+    builder = task.model_builders[model.get("name", task.default_model)]
+    if "embedding_dim" in inspect.signature(builder).parameters and model.get("embedding_dim") is None:
+        model["embedding_dim"] = teacher_output_size(teacher)
+        rank_zero_info(f"model.embedding_dim: {model['embedding_dim']}, the teacher's embedding size")
 
 
 def distill(
@@ -79,11 +89,10 @@ def distill(
         val_data,
         student_size,
         teacher.image_size,
-        label_fraction=settings.label_fraction,
         unlabeled=settings.unlabeled,
         train_on=settings.train_on,
-        seed=config.get("seed", 0),
     )
+    _size_embedding_to_teacher(task, config, teacher)
     module = build_module(task, config, val_data.data_info())
     check_teacher_fits(teacher, module, student_size)
     module.training_objective = DistillationObjective(

@@ -358,6 +358,8 @@ class FaceAttributeDataModule(TaskDataModule):
         mean, std: the RGB normalisation the model applies to inputs in [0, 1]; None: the backbone's own (see
             ``TaskDataModule``).
         val_batch_size: images per validation step (default ``batch_size``).
+        label_fraction, label_seed: train on a seeded subset of this fraction of the training split's labels
+            (tools/distill.py gives the rest to the teacher as unlabelled images); see ``TaskDataModule``.
     """
 
     collate_fn = staticmethod(collate_stacked)
@@ -375,8 +377,10 @@ class FaceAttributeDataModule(TaskDataModule):
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         val_batch_size: int | None = None,
+        label_fraction: float = 1.0,
+        label_seed: int = 0,
     ) -> None:
-        super().__init__(batch_size, num_workers, val_batch_size, mean, std)
+        super().__init__(batch_size, num_workers, val_batch_size, mean, std, label_fraction, label_seed)
         if val_split not in ("val", "test"):
             raise ConfigError(f"data.val_split must be 'val' or 'test', got {val_split!r}")
         if image_size < 1:

@@ -304,6 +304,8 @@ class FaceEmbeddingDataModule(TaskDataModule):
         flip_eval: verification embeds each image and its mirror image and averages the two.
         mean, std: the RGB normalisation the model applies to inputs in [0, 1]; None: the backbone's own.
         val_batch_size: images per validation step (default ``batch_size``).
+        label_fraction, label_seed: train on a seeded subset of this fraction of the training split's labels
+            (tools/distill.py gives the rest to the teacher as unlabelled images); see ``TaskDataModule``.
     """
 
     collate_fn = staticmethod(collate_stacked)
@@ -323,8 +325,10 @@ class FaceEmbeddingDataModule(TaskDataModule):
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         val_batch_size: int | None = None,
+        label_fraction: float = 1.0,
+        label_seed: int = 0,
     ) -> None:
-        super().__init__(batch_size, num_workers, val_batch_size, mean, std)
+        super().__init__(batch_size, num_workers, val_batch_size, mean, std, label_fraction, label_seed)
         if augment not in ("light", "none"):
             raise ConfigError(f"data.augment must be 'light' or 'none', got {augment!r}")
         if not 0.0 < crop_fraction <= 1.0:

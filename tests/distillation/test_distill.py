@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,8 @@ from tasks.distillation.teacher import load_teacher
 from tasks.registry import TASKS, load_task_config
 
 from .conftest import NUM_BREEDS, classifier_module, save_checkpoint, write_config
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -181,8 +186,11 @@ def test_an_onnx_teacher_teaches_and_is_scored(dogs: Path, tmp_path: Path) -> No
     assert 0.0 <= metrics["teacher_top1"] <= 1.0 and metrics["num_images"] == 2 * NUM_BREEDS
 
 
-def _data(dogs: Path, tmp_path: Path, teacher_size: int = 48, **distill: Any) -> DistillationDataModule:
-    config, task = load_task_config(write_config(tmp_path / "c.yaml", dogs, data={"augment": "none"}))
+def _data(
+    dogs: Path, tmp_path: Path, teacher_size: int = 48, data: dict[str, Any] | None = None, **distill: Any
+) -> DistillationDataModule:
+    data = {"augment": "none", **(data or {})}
+    config, task = load_task_config(write_config(tmp_path / "c.yaml", dogs, data=data))
     val = task.datamodule(**config["data"])
     train = task.datamodule(**{**config["data"], "image_size": max(32, teacher_size)})
     module = DistillationDataModule(train, val, 32, teacher_size, **distill)
@@ -200,12 +208,17 @@ def test_the_teacher_sees_its_own_size_of_the_students_crop(dogs: Path, tmp_path
     assert (shrunk - batch.inputs).abs().mean() < 0.02  # one crop, two sizes
 
 
-def test_a_label_fraction_keeps_that_many_labels(dogs: Path, tmp_path: Path) -> None:
-    data = _data(dogs, tmp_path, label_fraction=0.25)
+def test_a_label_fraction_keeps_the_labels_that_training_alone_would_use(dogs: Path, tmp_path: Path) -> None:
+    data = _data(dogs, tmp_path, data={"label_fraction": 0.25, "label_seed": 3})
 
     targets = torch.tensor([data.train_dataset[i][1] for i in range(len(data.train_dataset))])
+    kept = labeled_mask(targets)
 
-    assert int(labeled_mask(targets).sum()) == round(0.25 * 4 * NUM_BREEDS)
+    assert len(targets) == 4 * NUM_BREEDS and int(kept.sum()) == round(0.25 * 4 * NUM_BREEDS)
+    alone = data.train_data.labeled_train_dataset()  # what tools/train.py data.label_fraction=0.25 trains on
+    assert sorted(alone.indices) == kept.nonzero().flatten().tolist()
+    other_seed = _data(dogs, tmp_path, data={"label_fraction": 0.25, "label_seed": 4}).train_data
+    assert other_seed.labeled_mask(len(targets)) != data.train_data.labeled_mask(len(targets))
 
 
 def test_unlabeled_images_alone_can_be_the_training_set(dogs: Path, tmp_path: Path) -> None:
@@ -251,3 +264,45 @@ def test_the_cache_survives_resume(dogs: Path, tmp_path: Path, teacher_checkpoin
     assert cache.stat().st_mtime_ns == written
     second = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     assert second["epoch"] == first["epoch"] + 1 and second["global_step"] == 2 * first["global_step"]
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.5])
+def test_a_label_fraction_outside_zero_to_one_is_refused(dogs: Path, tmp_path: Path, fraction: float) -> None:
+    with pytest.raises(ConfigError, match="data.label_fraction"):
+        _data(dogs, tmp_path, data={"label_fraction": fraction})
+
+
+@pytest.mark.slow
+def test_a_student_learns_from_an_unlabelled_folder_alone(dogs: Path, tmp_path: Path, teacher_checkpoint: Path) -> None:
+    folder = tmp_path / "unlabelled" / "deeper"
+    folder.mkdir(parents=True)
+    for index, image in enumerate(sorted((dogs / "Images").rglob("*.jpg"))[:6]):
+        (folder / f"photo_{index}.jpg").write_bytes(image.read_bytes())
+    config = write_config(tmp_path / "c.yaml", dogs, distill={"unlabeled": str(tmp_path / "unlabelled")})
+
+    run_dir = _run(config, tmp_path / "run", str(teacher_checkpoint), **{"distill.train_on": "unlabeled"})
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert 0.0 <= metrics["top1"] <= 1.0 and 0.0 <= metrics["teacher_top1"] <= 1.0
+    trained = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    # 6 images (found below the folder): one full batch of 4; the 12 labelled images would give the 2 allowed
+    assert trained["global_step"] == 1
+
+
+@pytest.mark.slow
+def test_two_process_ddp_distils_with_the_frozen_teacher(dogs: Path, tmp_path: Path, teacher_checkpoint: Path) -> None:
+    # Plain DDP (no find_unused_parameters): the teacher is outside the wrapped student, so no parameter goes unused.
+    config = write_config(tmp_path / "c.yaml", dogs)
+    done = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "distill.py"), str(config), "--teacher", str(teacher_checkpoint)]
+        + ["--out", str(tmp_path / "run"), "trainer.devices=2", "trainer.strategy=ddp"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["state_dict"] and not any("teacher" in key for key in checkpoint["state_dict"])
+    assert "teacher_top1" in json.loads((tmp_path / "run" / "metrics.json").read_text())
