@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEMO_DATA := data/shapes
 DEMO_RUN := runs/demo
 
-.PHONY: demo demo-frcnn demo-dogs test lint install
+.PHONY: demo demo-frcnn demo-dogs demo-distill test lint install
 
 install: $(STAMP)
 
@@ -40,6 +40,47 @@ data/dogs/train_list.mat: | $(STAMP)
 
 demo-dogs: $(STAMP) data/dogs/train_list.mat
 	$(PY) tools/train.py configs/demo_dogs.yaml --out runs/demo_dogs
+
+# Distillation on the synthetic faces: a face-attribute teacher (MobileNetV1 0.75) and its half-width student, from
+# the labelled split's images and from an unlabelled folder alone; an identity teacher and its half-width embedder.
+# Each step runs once: a run whose metrics.json exists is kept (delete its folder to run it again).
+FACES := data/celeba_synthetic
+LFW := data/lfw
+UNLABELED := data/faces_unlabeled
+ATTR_TEACHER := runs/demo_face_attr_teacher
+ID_TEACHER := runs/demo_face_id_teacher
+
+$(FACES)/list_attr_celeba.txt: | $(STAMP)
+	$(PY) tools/make_synthetic.py celeba --out $(FACES)
+
+$(LFW)/pairs.txt: | $(STAMP)
+	$(PY) tools/make_synthetic.py lfw --out $(LFW)
+
+$(UNLABELED)/face_002400.jpg: | $(STAMP)
+	$(PY) tools/make_synthetic.py folder --out $(UNLABELED) --train 2400 --seed 1
+
+$(ATTR_TEACHER)/metrics.json: $(FACES)/list_attr_celeba.txt
+	$(PY) tools/train.py configs/demo_face_attr_teacher.yaml --out $(ATTR_TEACHER)
+
+runs/demo_face_attr_distill/metrics.json: $(ATTR_TEACHER)/metrics.json
+	$(PY) tools/distill.py configs/demo_face_attr_distill.yaml --teacher $(ATTR_TEACHER)/checkpoints/last.ckpt \
+		--out runs/demo_face_attr_distill
+
+runs/demo_face_attr_distill_unlabeled/metrics.json: $(ATTR_TEACHER)/metrics.json $(UNLABELED)/face_002400.jpg
+	$(PY) tools/distill.py configs/demo_face_attr_distill.yaml --teacher $(ATTR_TEACHER)/checkpoints/last.ckpt \
+		distill.unlabeled=$(UNLABELED) distill.train_on=unlabeled --out runs/demo_face_attr_distill_unlabeled
+
+$(ID_TEACHER)/metrics.json: $(LFW)/pairs.txt
+	$(PY) tools/train.py configs/demo_face_id_teacher.yaml --out $(ID_TEACHER)
+
+runs/demo_face_embed_distill/metrics.json: $(ID_TEACHER)/metrics.json
+	$(PY) tools/distill.py configs/demo_face_embed_distill.yaml --teacher $(ID_TEACHER)/checkpoints/last.ckpt \
+		--out runs/demo_face_embed_distill
+
+demo-distill: runs/demo_face_attr_distill/metrics.json runs/demo_face_attr_distill_unlabeled/metrics.json \
+		runs/demo_face_embed_distill/metrics.json
+	$(PY) tools/compare_runs.py $(ATTR_TEACHER) runs/demo_face_attr_distill runs/demo_face_attr_distill_unlabeled \
+		$(ID_TEACHER) runs/demo_face_embed_distill
 
 test: $(STAMP)
 	$(PY) -m pytest -q --durations=15

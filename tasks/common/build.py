@@ -218,6 +218,14 @@ def load_checkpoint(module: TaskModule, path: str | Path, checkpoint: dict | Non
     return checkpoint
 
 
+def fill_from_checkpoint(config: dict[str, Any], checkpoint: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` with each model setting it leaves null taken from the checkpoint (an embedder's ``embedding_dim``,
+    which tools/distill.py sizes to the teacher): null means "as trained"."""
+    saved = (checkpoint.get("hyper_parameters") or {}).get("model") or {}
+    filled = {key: saved[key] for key, value in config["model"].items() if value is None and key in saved}
+    return {**config, "model": {**config["model"], **filled}} if filled else config
+
+
 def build_from_checkpoint(task: Task, config: dict[str, Any], checkpoint_path: str | Path) -> TaskModule:
     """The config's model with the checkpoint's weights, its data_info (class list, normalisation) taken from the
     checkpoint: no dataset needed, for prediction on new images."""
@@ -225,7 +233,7 @@ def build_from_checkpoint(task: Task, config: dict[str, Any], checkpoint_path: s
     data_info = (checkpoint.get("hyper_parameters") or {}).get("data_info")
     if data_info is None:
         raise CheckpointError(f"{checkpoint_path} is not a checkpoint written by tools/train.py (no data_info)")
-    module = build_module(task, config, data_info)
+    module = build_module(task, fill_from_checkpoint(config, checkpoint), data_info)
     load_checkpoint(module, checkpoint_path, checkpoint)
     return module
 
@@ -233,10 +241,11 @@ def build_from_checkpoint(task: Task, config: dict[str, Any], checkpoint_path: s
 def profile_target(task: Task, config: Mapping[str, Any]) -> tuple[nn.Module, Any, str]:
     """(model in eval mode, the input to call it with, a description) for tools/profile.py CONFIG.
 
-    Needs no dataset: a model section without ``num_classes`` takes the builder's default (COCO's 90, ImageNet's
-    1000), which is what the paper's cost columns count.
+    Needs no dataset: a model section without ``num_classes`` (or any other key left null, such as an embedder's
+    ``embedding_dim``) takes the builder's default (COCO's 90, ImageNet's 1000, FaceNet's 128), which is what the
+    paper's cost columns count.
     """
-    model_config = dict(config["model"])
+    model_config = {key: value for key, value in config["model"].items() if value is not None}
     model_config.setdefault("name", task.default_model)
     model_config.pop("backbone_weights", None)
     model = build_model(task, model_config, {}).eval()

@@ -160,6 +160,11 @@ def onnx_teacher(task: Task, path: str | Path, config: DistillConfig, data_info:
     return Teacher(module, config.teacher_image_size, f"ONNX model {path}")
 
 
+def teacher_output_size(teacher: Teacher) -> int:
+    """How many outputs (classes, attributes, embedding values) the teacher gives per image."""
+    return int(teacher.outputs(torch.zeros(1, 3, teacher.image_size, teacher.image_size)).shape[1])
+
+
 def check_teacher_fits(teacher: Teacher, student: TaskModule, student_size: int) -> None:
     """Refuse, before training, a teacher whose outputs a student cannot learn: another kind of output (a detector
     teaching face attributes) or another number of outputs than the student's head, both sizes named."""
@@ -170,7 +175,7 @@ def check_teacher_fits(teacher: Teacher, student: TaskModule, student_size: int)
             f"the teacher ({teacher.description}) gives {teacher.kind or 'no distillable'} outputs, the student "
             f"learns {student.distillation_kind} outputs: it cannot teach this task"
         )
-    teacher_dim = teacher.outputs(torch.zeros(1, 3, teacher.image_size, teacher.image_size)).shape[1]
+    teacher_dim = teacher_output_size(teacher)
     was_training = student.training
     student.eval()
     with torch.no_grad():

@@ -13,7 +13,9 @@ from torch import nn
 from tasks.common.classifier import ImageClassifier, build_classifier
 from tasks.common.errors import ConfigError
 
-__all__ = ["FaceEmbedder", "build_embedder"]
+__all__ = ["FACENET_EMBEDDING_DIM", "FaceEmbedder", "build_embedder"]
+
+FACENET_EMBEDDING_DIM = 128
 
 
 class FaceEmbedder(ImageClassifier):
@@ -35,7 +37,7 @@ class FaceEmbedder(ImageClassifier):
 
 
 def build_embedder(
-    embedding_dim: int = 128,
+    embedding_dim: int | None = None,
     backbone: str = "mobilenet_v1",
     dropout: float = 0.0,
     backbone_weights: str | None = None,
@@ -48,10 +50,12 @@ def build_embedder(
 
     Args:
         embedding_dim: the embedding's size: the teacher's, for distillation by the squared embedding difference
-            (FaceNet's is 128).
+            (tools/distill.py fills in the teacher's when it is left null); FaceNet's 128 where nothing sets it.
         backbone, dropout, backbone_weights, image_mean, image_std, freeze_backbone_epochs, backbone_options: as
             ``build_classifier``'s; a weights file's classifier loads only when it has ``embedding_dim`` outputs.
     """
+    if embedding_dim is None:
+        embedding_dim = FACENET_EMBEDDING_DIM
     if embedding_dim < 1:
         raise ConfigError(f"model.embedding_dim must be >= 1, got {embedding_dim}")
     classifier = build_classifier(

@@ -21,7 +21,11 @@ from .conftest import NUM_TRAIN, NUM_VAL
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
-@pytest.mark.parametrize("name", ["face_attr_teacher.yaml", "demo_face_attr_teacher.yaml"])
+@pytest.mark.parametrize(
+    "name",
+    ["face_attr_teacher.yaml", "demo_face_attr_teacher.yaml", "demo_face_attr_distill.yaml"]
+    + [f"face_attr_distill_{width}_{size}.yaml" for width in ("mnv1", "mnv050", "mnv025") for size in (224, 128)],
+)
 def test_shipped_configs_pass_the_config_check(name: str) -> None:
     config, task = load_task_config(CONFIGS / name)
 

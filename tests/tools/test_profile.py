@@ -132,3 +132,24 @@ def test_runs_as_a_script_without_shadowing_the_stdlib_profile_module() -> None:
         timeout=120,
     )
     assert json.loads(done.stdout)["by_type"]["fc"]["params"] == 256 * 1000
+
+
+# The paper's Table 12 (face attributes) and Table 14 (face embeddings) mult-adds in millions. Its 0.25 rows of
+# Table 12 (45 and 15) do not follow from the architecture (0.25-224 ImageNet is 41M with its 1000-way layer), so
+# they are checked against the architecture's own count (README: "where the paper disagrees").
+TABLE_12 = {"mnv1_224": (568, 3.2), "mnv050_224": (149, 0.8), "mnv1_128": (185, 3.2), "mnv050_128": (48, 0.8)}
+TABLE_14 = {"mnv1_160": 286, "mnv1_128": 185, "mnv075_160": 166, "mnv075_128": 108}
+
+
+@pytest.mark.parametrize(("row", "paper"), sorted(TABLE_12.items()))
+def test_the_face_attribute_configs_cost_what_table_12_says(row: str, paper: tuple[int, float]) -> None:
+    report = _load_tool().profile_config(str(REPO / "configs" / f"face_attr_distill_{row}.yaml"))
+    assert report.macs / 1e6 == pytest.approx(paper[0], rel=0.02)
+    assert report.params / 1e6 == pytest.approx(paper[1], abs=0.05)
+    assert report.layers[-1].output_shape[-1] == 40  # CelebA's attributes
+
+
+@pytest.mark.parametrize(("row", "paper"), sorted(TABLE_14.items()))
+def test_the_face_embedding_configs_cost_what_table_14_says(row: str, paper: int) -> None:
+    report = _load_tool().profile_config(str(REPO / "configs" / f"face_embed_distill_{row}.yaml"))
+    assert report.macs / 1e6 == pytest.approx(paper, rel=0.025)
