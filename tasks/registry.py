@@ -46,5 +46,23 @@ def load_task_config(path: str | Path, overrides: Sequence[str] = ()) -> tuple[d
     if "task" not in config:
         raise ConfigError(f"{path}: missing key task (one of {', '.join(sorted(TASKS))})")
     task = get_task(config["task"], path)
+    _read_data_unlabeled_as_distill(config, path)
     check_config(config, task, {"distill": DistillConfig})
     return config, task
+
+
+def _read_data_unlabeled_as_distill(config: dict[str, Any], path: str | Path) -> None:
+    """``data.unlabeled: DIR`` is another spelling of ``distill.unlabeled`` (the folder is the data a student learns
+    from, but only distillation can use it); both at once must agree."""
+    data = config.get("data")
+    if not isinstance(data, dict) or "unlabeled" not in data:
+        return
+    folder = data.pop("unlabeled")
+    distill = config.setdefault("distill", {})
+    if not isinstance(distill, dict):
+        return  # the config check names the malformed section
+    if distill.get("unlabeled") not in (None, folder):
+        raise ConfigError(
+            f"{path}: data.unlabeled {folder!r} and distill.unlabeled {distill['unlabeled']!r} disagree: give one"
+        )
+    distill["unlabeled"] = folder

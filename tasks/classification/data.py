@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 
 from tasks.common.data import AlbumentationsTransform, TaskDataModule, collate_stacked, draw_seed, image_to_tensor
 from tasks.common.errors import ConfigError, DatasetError
-from tasks.common.files import find_images
+from tasks.common.files import check_inside, find_images
 from tasks.common.images import load_rgb, try_load_rgb
 
 __all__ = [
@@ -110,6 +110,9 @@ def read_dogs_list(path: str | Path) -> tuple[list[str], list[str], list[int]]:
         raise DatasetError(f"{path}: missing field(s) {missing}; the file has {fields}")
     files = _cell_strings(mat["file_list"], path, "file_list")
     annotations = _cell_strings(mat["annotation_list"], path, "annotation_list")
+    for field, names in (("file_list", files), ("annotation_list", annotations)):
+        for index, name in enumerate(names):
+            check_inside(name, f"{path}: {field} entry {index + 1}", "the dataset root")
     raw_labels = np.asarray(mat["labels"], dtype=np.float64).ravel()
     if not (len(files) == len(annotations) == len(raw_labels)):
         raise DatasetError(

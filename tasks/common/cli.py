@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable
 
 from backbone import WeightLoadError
-from tasks.common.errors import CheckpointError, ConfigError, DatasetError
+from tasks.common.errors import CheckpointError, ConfigError, DatasetError, NonFiniteLossError
 
 # Errors a user causes (bad config, path, file, checkpoint, weights): reported as one line.
 USER_ERRORS: tuple[type[BaseException], ...] = (
@@ -14,6 +14,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     CheckpointError,
     DatasetError,
     WeightLoadError,
+    NonFiniteLossError,
     FileNotFoundError,
 )
 

@@ -7,6 +7,7 @@ import copy
 import dataclasses
 import difflib
 import inspect
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -18,6 +19,8 @@ import yaml
 from tasks.common.errors import ConfigError
 
 __all__ = [
+    "ConfigLoader",
+    "parse_yaml",
     "load_config",
     "apply_overrides",
     "check_section",
@@ -27,11 +30,37 @@ __all__ = [
 ]
 
 
+class ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (no Python objects are ever constructed) reading numbers as YAML 1.2 does: PyYAML
+    follows YAML 1.1, where ``1e-3`` and ``3e-4`` (no dot) are strings, which is how nearly everyone writes a
+    learning rate."""
+
+
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text to plain Python values (safely, with YAML 1.2 numbers: see ``ConfigLoader``)."""
+    return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - ConfigLoader is a SafeLoader
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = parse_yaml(path.read_text())
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from error
     if data is None:
@@ -50,7 +79,7 @@ def apply_overrides(config: dict[str, Any], overrides: Sequence[str], source: st
         if not sep or not key or any(not part for part in key.split(".")):
             raise ConfigError(f"{source}: override {override!r} is not of the form dotted.key=value")
         try:
-            value = yaml.safe_load(raw) if raw != "" else ""
+            value = parse_yaml(raw) if raw != "" else ""
         except yaml.YAMLError as error:
             raise ConfigError(f"{source}: override {override!r}: value is not valid YAML: {error}") from error
         node = config

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["ConfigError", "DatasetError", "ImageLoadError", "CheckpointError"]
+__all__ = ["ConfigError", "DatasetError", "ImageLoadError", "CheckpointError", "NonFiniteLossError"]
 
 
 class ConfigError(ValueError):
@@ -30,3 +30,8 @@ class ImageLoadError(DatasetError):
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, unreadable, or was written for another model."""
+
+
+class NonFiniteLossError(ArithmeticError):
+    """Training produced a NaN or infinite loss: the message names the step and the loss terms. Training stops
+    before the next checkpoint, so the last one on disk is the last good one."""

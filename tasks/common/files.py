@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+from tasks.common.errors import DatasetError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
-__all__ = ["IMAGE_SUFFIXES", "find_images", "collect_images"]
+__all__ = ["IMAGE_SUFFIXES", "find_images", "collect_images", "check_inside"]
 
 
 def find_images(directory: str | Path) -> list[Path]:
@@ -28,3 +30,16 @@ def collect_images(inputs: Sequence[str | Path]) -> list[Path]:
     if not paths:
         raise FileNotFoundError(f"no images found under {', '.join(map(str, inputs))}")
     return paths
+
+
+def check_inside(name: object, where: str, folder: str = "the image folder") -> str:
+    """``name``, a file name from a dataset's list or annotation file, checked to stay inside ``folder``: a string,
+    not empty, not absolute (POSIX or Windows, drive letters included) and without ``..``. Otherwise a DatasetError
+    that starts with ``where`` (the file and line, or the file and entry)."""
+    if not isinstance(name, str) or not name.strip():
+        raise DatasetError(f"{where}: file name {name!r} is not a non-empty string")
+    if PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute() or PureWindowsPath(name).drive:
+        raise DatasetError(f"{where}: absolute file name {name!r}; names are relative to {folder}")
+    if ".." in PureWindowsPath(name).parts:
+        raise DatasetError(f"{where}: file name {name!r} leaves {folder} ('..')")
+    return name

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from tasks.common.data import Batch
+from tasks.common.errors import NonFiniteLossError
 from tasks.common.optim import OptimizerConfig, build_optimizer, build_scheduler
 
 __all__ = ["TaskModule", "merge_results"]
@@ -150,10 +151,29 @@ class TaskModule(L.LightningModule):
             return None
         objective = self.training_objective
         loss, logs = objective(self, batch) if objective is not None else self.training_loss(batch)
+        self._stop_on_non_finite(loss, logs, batch_idx)
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         for name, value in logs.items():
             self.log(f"train/{name}", value, batch_size=size)
         return loss
+
+    def _stop_on_non_finite(self, loss: Tensor, logs: dict[str, Any], batch_idx: int) -> None:
+        """Raise NonFiniteLossError, in every process at once, when any process's loss is NaN or infinite: before
+        the optimizer step and the next checkpoint, so the last checkpoint keeps the last good weights."""
+        here = not bool(torch.isfinite(loss.detach()).all())
+        anywhere = here
+        if self.trainer.world_size > 1:
+            anywhere = bool(self.trainer.strategy.reduce_boolean_decision(here, all=False))
+        if not anywhere:
+            return
+        where = f"{float(loss.detach()):.4g}" if here else "finite here but not in another process"
+        terms = ", ".join(f"{name} {float(torch.as_tensor(value).detach()):.4g}" for name, value in logs.items())
+        raise NonFiniteLossError(
+            f"the training loss is {where} at step {self.global_step} (epoch {self.current_epoch}, batch {batch_idx})"
+            f"{f'; its terms: {terms}' if terms else ''}. Training stopped; the last checkpoint holds the last good "
+            "weights. A lower optimizer.lr, a longer optimizer.warmup_epochs or trainer.gradient_clip_val usually "
+            "cures it"
+        )
 
     def on_validation_epoch_start(self) -> None:
         self._results = {}

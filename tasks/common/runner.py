@@ -88,7 +88,13 @@ def build_trainer(
     kwargs = dict(trainer_config)
     if train:
         callbacks: list = [LearningRateMonitor(logging_interval="step")]
-        callbacks.append(ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0))
+        # last.ckpt after every epoch: the newest checkpoint, kept under that name. (``save_last=True`` beside
+        # ``save_top_k=0`` writes it only when training ends, so a crash would lose every epoch.)
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=run_dir / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False
+            )
+        )
         if monitor:
             callbacks.append(
                 ModelCheckpoint(

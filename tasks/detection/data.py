@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 
 from tasks.common.data import TaskDataModule, collate_lists, draw_seed
 from tasks.common.errors import ConfigError, DatasetError
+from tasks.common.files import check_inside
 from tasks.common.images import load_rgb, try_load_rgb
 from tasks.detection.transforms import AUGMENT_MODES, AugmentMode, build_eval_transform, build_train_transform
 
@@ -62,6 +63,7 @@ def _validate(data: Any, ann_file: Path) -> None:
         raise DatasetError(f"{ann_file}: missing or non-list top-level keys {missing}")
     image_ids = _check_entries(data, "images", ann_file, ("file_name", "width", "height"))
     for image in data["images"]:
+        check_inside(image["file_name"], f"{ann_file}: image {image['id']}")
         if not all(_is_number(image[k]) and image[k] > 0 for k in ("width", "height")):
             raise DatasetError(
                 f"{ann_file}: image {image['id']} has width x height {image['width']!r} x {image['height']!r}, "

@@ -19,7 +19,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 from typing import Any, Literal
 
 import albumentations as A
@@ -30,6 +30,7 @@ from torch.utils.data import Dataset
 
 from tasks.common.data import AlbumentationsTransform, TaskDataModule, collate_stacked, draw_seed, image_to_tensor
 from tasks.common.errors import ConfigError, DatasetError
+from tasks.common.files import check_inside
 from tasks.common.images import load_rgb, try_load_rgb
 
 __all__ = [
@@ -119,14 +120,6 @@ def find_celeba_layout(root: str | Path) -> CelebaLayout:
     )
 
 
-def _check_file_name(name: str, path: Path, line: int) -> None:
-    """Refuse a name that would leave the image folder."""
-    if PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute() or PureWindowsPath(name).drive:
-        raise DatasetError(f"{path}, line {line}: absolute file name {name!r}; names are relative to the image folder")
-    if ".." in PureWindowsPath(name).parts:
-        raise DatasetError(f"{path}, line {line}: file name {name!r} leaves the image folder ('..')")
-
-
 def _read_lines(path: Path) -> list[str]:
     try:
         return path.read_text(encoding="utf-8-sig").splitlines()  # a byte-order mark is not part of line 1
@@ -166,7 +159,7 @@ def read_attribute_list(path: str | Path) -> AttributeList:
                 f"{path}, line {number}: expected a file name and {len(names)} values, got {len(fields) - 1} values"
             )
         name = fields[0]
-        _check_file_name(name, path, number)
+        check_inside(name, f"{path}, line {number}")
         if name in seen:
             raise DatasetError(f"{path}, line {number}: {name} is already listed on line {seen[name]}")
         try:
@@ -196,7 +189,7 @@ def read_partition_list(path: str | Path) -> dict[str, tuple[int, int]]:
                 f"{path}, line {number}: expected a file name and 0 (train), 1 (val) or 2 (test), got {line.strip()!r}"
             )
         name = fields[0]
-        _check_file_name(name, path, number)
+        check_inside(name, f"{path}, line {number}")
         if name in partition:
             raise DatasetError(f"{path}, line {number}: {name} is already listed on line {partition[name][1]}")
         partition[name] = (int(fields[1]), number)

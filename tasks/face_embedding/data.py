@@ -33,7 +33,7 @@ from torch.utils.data import Dataset
 
 from tasks.common.data import AlbumentationsTransform, TaskDataModule, collate_stacked, draw_seed, image_to_tensor
 from tasks.common.errors import ConfigError, DatasetError
-from tasks.common.files import find_images
+from tasks.common.files import check_inside, find_images
 from tasks.common.images import load_rgb, try_load_rgb
 from tasks.face_embedding.verification import split_into_folds
 
@@ -118,6 +118,8 @@ def read_pairs(path: str | Path) -> PairsFile:
     pairs = []
     for position, (number, fields) in enumerate(lines[1:]):
         fold = min(position // rows_per_fold, num_folds - 1)
+        for name in fields[:: 2 if len(fields) == 4 else 3]:  # the person names: folders of lfw/
+            check_inside(name, f"{path}:{number}", "the lfw folder")
         if len(fields) == 3:
             name, first, second = fields
             image_numbers = (_positive_int(first, path, number, "n1"), _positive_int(second, path, number, "n2"))

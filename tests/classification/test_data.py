@@ -117,6 +117,19 @@ def test_a_list_without_labels_is_refused_naming_the_field(tmp_path: Path) -> No
         read_dogs_list(tmp_path / "train_list.mat")
 
 
+@pytest.mark.parametrize("name", ["../../outside.jpg", "/etc/passwd", "C:\\Windows\\x.jpg"])
+def test_a_list_entry_leaving_the_dataset_root_is_refused(tmp_path: Path, name: str) -> None:
+    files, annotations = np.empty((2, 1), dtype=object), np.empty((2, 1), dtype=object)
+    files[0, 0], files[1, 0] = np.array(["a-b/a_1.jpg"]), np.array([name])
+    annotations[0, 0], annotations[1, 0] = np.array(["a-b/a_1"]), np.array(["a-b/a_2"])
+    scipy.io.savemat(
+        tmp_path / "train_list.mat", {"file_list": files, "annotation_list": annotations, "labels": [[1], [1]]}
+    )
+
+    with pytest.raises(DatasetError, match="file_list entry 2"):
+        read_dogs_list(tmp_path / "train_list.mat")
+
+
 def test_a_corrupt_training_image_is_skipped_with_a_warning_naming_it(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"\xff\xd8 not really a jpeg")

@@ -7,11 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
-from tasks.common.build import build_from_checkpoint
+from tasks.common.build import build_from_checkpoint, load_run
+from tasks.common.errors import NonFiniteLossError
 from tasks.common.predict import predict_images
-from tasks.common.runner import evaluate, train
+from tasks.common.runner import evaluate, fit, train
 from tasks.registry import load_task_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -79,3 +81,29 @@ def test_training_writes_metrics_and_outputs_that_evaluation_and_prediction_reus
     module = build_from_checkpoint(task, config, checkpoint)
     records = predict_images(module, [dogs_root / "Images" / "n02086240-Shih-Tzu"], tmp_path / "predict")
     assert len(records) == 5 and all(len(r["top5"]) == 5 for r in records)
+
+
+@pytest.mark.slow
+def test_a_non_finite_loss_stops_training_naming_the_step_and_keeps_the_last_good_checkpoint(
+    tmp_path: Path, dogs_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config, task = load_task_config(_tiny_config(tmp_path, dogs_root), ["model.freeze_backbone_epochs=0"])
+    datamodule, module = load_run(task, config)
+    real_loss = type(module).training_loss
+    datamodule.setup("fit")
+    steps_per_epoch = len(datamodule.train_dataloader())
+
+    def loss_that_explodes_in_the_second_epoch(self, batch):  # type: ignore[no-untyped-def]
+        loss, logs = real_loss(self, batch)
+        if self.current_epoch == 1:
+            return loss * float("nan"), {**logs, "term": loss * float("inf")}
+        return loss, logs
+
+    monkeypatch.setattr(type(module), "training_loss", loss_that_explodes_in_the_second_epoch)
+
+    with pytest.raises(NonFiniteLossError, match=rf"nan at step {steps_per_epoch} \(epoch 1, batch 0\); its terms"):
+        fit(module, datamodule, config, out=tmp_path / "run")
+
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 0 and last["global_step"] == steps_per_epoch
+    assert all(torch.isfinite(value).all() for value in last["state_dict"].values() if value.is_floating_point())

@@ -150,3 +150,20 @@ def test_the_resolved_normalisation_reaches_the_model(grey_backbone: str) -> Non
 
     assert module.model.transform.image_mean == [0.4, 0.5, 0.6]
     assert module.model.transform.image_std == [0.125, 0.125, 0.125]  # not in data_info: the backbone's
+
+
+def test_scientific_notation_without_a_dot_is_a_float_in_files_and_overrides(config_file: Path) -> None:
+    config_file.write_text(CONFIG.replace("  name: sgd\n", "  name: sgd\n  lr: 3e-4\n  weight_decay: 4E-5\n"))
+
+    config, _ = load_task_config(config_file)  # the schema check accepts them as the floats they are
+    overridden, _ = load_task_config(config_file, ["optimizer.lr=1e-3", "data.root=1e3d"])
+
+    assert (config["optimizer"]["lr"], config["optimizer"]["weight_decay"]) == (3e-4, 4e-5)
+    assert overridden["optimizer"]["lr"] == 1e-3 and overridden["data"]["root"] == "1e3d"
+
+
+def test_yaml_tags_that_would_build_python_objects_are_refused(config_file: Path) -> None:
+    config_file.write_text(CONFIG + "extra: !!python/object/apply:os.system ['echo hacked']\n")
+
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(config_file)

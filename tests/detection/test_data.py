@@ -131,6 +131,9 @@ def rewrite(ann_file: Path, out: Path, change: Callable[[dict], None]) -> Path:
         (lambda d: d.pop("categories"), r"\['categories'\]"),
         (lambda d: d.pop("images"), r"\['images'\]"),
         (lambda d: d["images"].append(dict(d["images"][0])), r"image id 10 appears twice"),
+        (lambda d: d["images"][0].update(file_name="../../etc/x.jpg"), r"image 10: file name .* leaves"),
+        (lambda d: d["images"][0].update(file_name="/etc/passwd"), r"image 10: absolute file name '/etc/passwd'"),
+        (lambda d: d["images"][0].update(file_name=7), r"image 10: file name 7 is not a non-empty string"),
     ],
     ids=[
         "unknown-image",
@@ -140,6 +143,9 @@ def rewrite(ann_file: Path, out: Path, change: Callable[[dict], None]) -> Path:
         "no-categories",
         "no-images",
         "duplicate-image",
+        "file-name-with-dotdot",
+        "absolute-file-name",
+        "file-name-not-a-string",
     ],
 )
 def test_malformed_annotation_file_error_names_file_and_id(quirky_coco, tmp_path, change, expected):

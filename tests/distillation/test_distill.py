@@ -306,3 +306,13 @@ def test_two_process_ddp_distils_with_the_frozen_teacher(dogs: Path, tmp_path: P
     checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["state_dict"] and not any("teacher" in key for key in checkpoint["state_dict"])
     assert "teacher_top1" in json.loads((tmp_path / "run" / "metrics.json").read_text())
+
+
+def test_data_unlabeled_is_read_as_the_distill_folder(dogs: Path, tmp_path: Path) -> None:
+    path = write_config(tmp_path / "c.yaml", dogs)
+
+    config, _ = load_task_config(path, ["data.unlabeled=faces/extra"])
+
+    assert config["distill"]["unlabeled"] == "faces/extra" and "unlabeled" not in config["data"]
+    with pytest.raises(ConfigError, match="disagree"):
+        load_task_config(path, ["data.unlabeled=one", "distill.unlabeled=two"])

@@ -64,6 +64,8 @@ def test_any_number_of_folds_is_read(tmp_path: Path) -> None:
         ("1\t1\nA_B\t1\t2\nA_B\t1\tC_D\t-2\n", 3, "'-2'"),
         ("10\t300\t5\nA_B\t1\t2\n", 1, "header"),
         ("ten\nA_B\t1\t2\n", 1, "'ten'"),
+        ("1\t1\n..\t1\t2\nA_B\t1\tC_D\t2\n", 2, "leaves the lfw folder"),
+        ("1\t1\nA_B\t1\t2\nA_B\t1\t/etc\t2\n", 3, "absolute file name '/etc'"),
     ],
 )
 def test_a_malformed_line_is_refused_naming_file_and_line(tmp_path: Path, text: str, line: int, words: str) -> None:
