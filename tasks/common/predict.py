@@ -29,12 +29,14 @@ def predict_images(
     """Run ``module`` on every image file under ``inputs`` (files or folders, searched recursively).
 
     Writes ``out/predictions.json``, a list of the task's records, each with the image's ``file``, and, for tasks
-    that draw their predictions, ``out/<image name>.jpg``. Returns the list.
+    that draw their predictions, ``out/<image name>.jpg`` (``<image name>_pred.jpg`` where that is one of the input
+    images: an input file is never written over). Returns the list.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     module.eval()
     paths = collect_images(inputs)
+    originals = {path.resolve() for path in paths}  # never drawn over, even when ``out`` is their folder
     records: list[dict[str, Any]] = []
     used_names: set[str] = set()
     for start in tqdm(range(0, len(paths), batch_size), desc="predict", unit="batch"):
@@ -47,8 +49,8 @@ def predict_images(
             if picture is None:
                 continue
             name = path.stem
-            while name in used_names:
-                name += "_"
+            while name in used_names or (out / f"{name}.jpg").resolve() in originals:
+                name += "_pred" if (out / f"{name}.jpg").resolve() in originals else "_"
             used_names.add(name)
             Image.fromarray(picture).save(out / f"{name}.jpg", quality=92)
     (out / "predictions.json").write_text(json.dumps(records, indent=1))

@@ -19,12 +19,13 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from tasks.common.build import fill_from_checkpoint, load_checkpoint, load_run, read_checkpoint
 from tasks.common.config import dump_config
-from tasks.common.errors import CheckpointError
+from tasks.common.errors import CheckpointError, ConfigError
 from tasks.common.module import TaskModule
 from tasks.common.task import Task
 
 __all__ = [
     "default_run_dir",
+    "check_run_dir",
     "build_trainer",
     "plan_training_length",
     "train",
@@ -45,10 +46,53 @@ RUN_DIR_ENV = "MOBILENET_TOOLKIT_RUN_DIR"
 
 
 def default_run_dir(config_path: str | Path) -> Path:
+    """runs/<config name>/<timestamp>, with a suffix (-2, -3...) when a run started in the same second took it."""
     inherited = os.environ.get(RUN_DIR_ENV)
     if inherited:
         return Path(inherited)
-    return Path("runs") / Path(config_path).stem / datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path("runs") / Path(config_path).stem / datetime.now().strftime("%Y%m%d-%H%M%S")
+    base.parent.mkdir(parents=True, exist_ok=True)
+    candidate, number = base, 1
+    while True:
+        try:
+            candidate.mkdir()  # atomic: two runs cannot both create it
+            return candidate
+        except FileExistsError:
+            number += 1
+            candidate = base.with_name(f"{base.name}-{number}")
+
+
+def _is_relaunched_rank(run_dir: Path) -> bool:
+    """A DDP process other than the first: started by Lightning's launcher (it inherits the run directory) or by
+    torchrun / SLURM (a non-zero rank in the environment)."""
+    if os.environ.get(RUN_DIR_ENV) == str(run_dir):
+        return True
+    return any(int(os.environ.get(name, "0") or 0) > 0 for name in ("RANK", "LOCAL_RANK", "SLURM_PROCID"))
+
+
+def check_run_dir(run_dir: Path, resume: bool) -> None:
+    """Refuse to start a new run in a directory that holds one (nothing a user made is overwritten), and to
+    resume one that has no checkpoint."""
+    if resume:
+        if not (run_dir / "checkpoints" / "last.ckpt").is_file():
+            raise CheckpointError(f"cannot resume: {run_dir / 'checkpoints' / 'last.ckpt'} does not exist")
+        return
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not _is_relaunched_rank(run_dir):
+        raise ConfigError(
+            f"{run_dir} already holds a run ({', '.join(sorted(p.name for p in run_dir.iterdir())[:5])}): continue "
+            "it with --resume, or give another --out (or none, for a new runs/<config>/<time> folder)"
+        )
+
+
+def _log_version(run_dir: Path, resume: bool) -> str:
+    """Where this attempt's CSV log goes under run_dir/logs: the first attempt's logs/metrics.csv, each resume its
+    own logs/resume-N/metrics.csv, so that no attempt's history replaces another's."""
+    if not resume:
+        return ""
+    number = 1
+    while (run_dir / "logs" / f"resume-{number}").exists():
+        number += 1
+    return f"resume-{number}"
 
 
 @contextmanager
@@ -69,8 +113,8 @@ def write_json(data: Any, path: Path) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
-def _loggers(run_dir: Path) -> list:
-    loggers: list = [CSVLogger(run_dir, name="logs", version="")]
+def _loggers(run_dir: Path, version: str = "") -> list:
+    loggers: list = [CSVLogger(run_dir, name="logs", version=version)]
     try:
         import tensorboard  # noqa: F401
         from lightning.pytorch.loggers import TensorBoardLogger
@@ -82,7 +126,12 @@ def _loggers(run_dir: Path) -> list:
 
 
 def build_trainer(
-    trainer_config: dict[str, Any], run_dir: Path, monitor: str | None = None, mode: str = "max", train: bool = True
+    trainer_config: dict[str, Any],
+    run_dir: Path,
+    monitor: str | None = None,
+    mode: str = "max",
+    train: bool = True,
+    log_version: str = "",
 ) -> L.Trainer:
     """A Trainer with the config's ``trainer:`` arguments, and the runner's logging and checkpointing."""
     kwargs = dict(trainer_config)
@@ -106,7 +155,7 @@ def build_trainer(
                     auto_insert_metric_name=False,
                 )
             )
-        kwargs.update(callbacks=callbacks, logger=_loggers(run_dir))
+        kwargs.update(callbacks=callbacks, logger=_loggers(run_dir, log_version))
     else:
         kwargs.update(logger=False, enable_checkpointing=False)
     kwargs.setdefault("log_every_n_steps", 10)
@@ -181,22 +230,21 @@ def fit(
         raise ValueError("--resume needs --out DIR: the run directory to continue")
     source = config.get("_source", "run")
     run_dir = Path(out) if out is not None else default_run_dir(source)
-    ckpt_path = None
-    if resume:
-        ckpt_path = run_dir / "checkpoints" / "last.ckpt"
-        if not ckpt_path.is_file():
-            raise CheckpointError(f"cannot resume: {ckpt_path} does not exist")
+    if out is not None:
+        check_run_dir(run_dir, resume)
+    ckpt_path = run_dir / "checkpoints" / "last.ckpt" if resume else None
+    log_version = _log_version(run_dir, resume) if not _is_relaunched_rank(run_dir) else ""
     run_dir.mkdir(parents=True, exist_ok=True)
     with _run_dir_for_relaunched_ranks(run_dir):
         L.seed_everything(config.get("seed", 0), workers=True, verbose=False)
-        trainer = build_trainer(config["trainer"], run_dir, module.monitor, module.mode)
+        trainer = build_trainer(config["trainer"], run_dir, module.monitor, module.mode, log_version=log_version)
         steps_per_epoch, samples = _steps_per_epoch(datamodule, trainer)
         trainer_config, steps, note = plan_training_length(
             config["trainer"], steps_per_epoch, config.get("min_steps", 0)
         )
         if trainer_config != config["trainer"]:
             config["trainer"] = trainer_config
-            trainer = build_trainer(trainer_config, run_dir, module.monitor, module.mode)
+            trainer = build_trainer(trainer_config, run_dir, module.monitor, module.mode, log_version=log_version)
         rank_zero_info(
             f"training: {steps} optimizer steps{note}, {steps_per_epoch} per epoch ({samples} training samples, "
             f"{trainer.world_size} process(es))"

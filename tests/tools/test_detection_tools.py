@@ -110,9 +110,15 @@ def test_two_process_ddp_training_writes_one_default_run_directory(shapes: Path,
     assert json.loads((runs[0] / "metrics.json").read_text())["num_images"] == 7
 
 
-def test_predict_draws_pictures_and_writes_records(trained: Path, shapes: Path, tmp_path: Path) -> None:
+def test_predict_draws_pictures_and_writes_records_never_over_an_input(
+    trained: Path, shapes: Path, tmp_path: Path
+) -> None:
     ckpt = trained / "checkpoints" / "last.ckpt"
-    images = sorted((shapes / "val2017").glob("*.jpg"))[:2]
+    images = []
+    for source in sorted((shapes / "val2017").glob("*.jpg"))[:2]:  # the user's photos, and --out their folder
+        images.append(tmp_path / source.name)
+        images[-1].write_bytes(source.read_bytes())
+    originals = {path: path.read_bytes() for path in images}
     run_tool(
         "predict.py",
         str(CONFIG),
@@ -125,15 +131,25 @@ def test_predict_draws_pictures_and_writes_records(trained: Path, shapes: Path, 
         "0.0",
         *TINY,
     )
-    assert sorted(p.name for p in tmp_path.glob("*.jpg")) == sorted(p.name for p in images)
+    assert all(path.read_bytes() == data for path, data in originals.items())
+    drawn = sorted(p.name for p in tmp_path.glob("*.jpg") if p not in originals)
+    assert drawn == sorted(f"{p.stem}_pred.jpg" for p in images)
     records = json.loads((tmp_path / "predictions.json").read_text())
     assert records and set(records[0]) == {"file", "bbox", "category_id", "category", "score"}
     assert records[0]["category"] in {"circle", "square", "triangle", "star"}
 
 
-def test_resume_continues_at_the_same_step(shapes: Path, tmp_path: Path) -> None:
+def test_resume_continues_at_the_same_step_and_keeps_the_history(shapes: Path, tmp_path: Path) -> None:
     run_tool("train.py", str(CONFIG), "--out", str(tmp_path), f"data.root={shapes}", *TINY)
     first = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    first_log = (tmp_path / "logs" / "metrics.csv").read_text()
+    config_written = (tmp_path / "config.yaml").stat().st_mtime_ns
+
+    again = run_tool("train.py", str(CONFIG), "--out", str(tmp_path), f"data.root={shapes}", *TINY, check=False)
+    assert again.returncode == 2 and "already holds a run" in again.stderr and "--resume" in again.stderr
+    assert (tmp_path / "config.yaml").stat().st_mtime_ns == config_written
+    assert not list((tmp_path / "checkpoints").glob("last-v*.ckpt"))
+
     run_tool(
         "train.py",
         str(CONFIG),
@@ -147,6 +163,11 @@ def test_resume_continues_at_the_same_step(shapes: Path, tmp_path: Path) -> None
     second = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     assert second["epoch"] == first["epoch"] + 1
     assert second["global_step"] == 2 * first["global_step"] > 0
+    assert (tmp_path / "logs" / "metrics.csv").read_text() == first_log  # the first attempt's history, untouched
+    resumed_rows = (tmp_path / "logs" / "resume-1" / "metrics.csv").read_text().splitlines()
+    epoch = resumed_rows[0].split(",").index("epoch")
+    epochs = {row.split(",")[epoch] for row in resumed_rows[1:]}
+    assert "1" in epochs and "0" not in epochs  # the resumed epoch (and the final validation), in its own file
 
 
 def test_resume_without_checkpoint_is_an_error(shapes: Path, tmp_path: Path) -> None:

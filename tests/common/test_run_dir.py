@@ -1,0 +1,38 @@
+"""Run directories: a new run never lands in another run's folder, even when two start in the same second."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from tasks.common import runner
+from tasks.common.errors import ConfigError
+from tasks.common.runner import RUN_DIR_ENV, default_run_dir
+
+
+def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(RUN_DIR_ENV, raising=False)
+    frozen = datetime(2026, 1, 2, 3, 4, 5)
+    monkeypatch.setattr(runner, "datetime", type("FrozenClock", (), {"now": staticmethod(lambda: frozen)}))
+
+    first, second = default_run_dir("configs/x.yaml"), default_run_dir("configs/x.yaml")
+
+    assert first == Path("runs/x/20260102-030405") and second == Path("runs/x/20260102-030405-2")
+    assert first.is_dir() and second.is_dir()
+
+
+def test_a_folder_holding_files_is_refused_without_resume_and_left_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in (RUN_DIR_ENV, "RANK", "LOCAL_RANK", "SLURM_PROCID"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "notes.txt").write_text("mine")
+
+    with pytest.raises(ConfigError, match=r"already holds a run \(notes.txt\)"):
+        runner.check_run_dir(tmp_path, resume=False)
+    runner.check_run_dir(tmp_path / "new", resume=False)  # a new or empty folder is fine
+
+    assert (tmp_path / "notes.txt").read_text() == "mine"
