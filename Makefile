@@ -22,23 +22,33 @@ $(STAMP): pyproject.toml
 $(DEMO_DATA)/annotations/instances_val2017.json: | $(STAMP)
 	$(PY) tools/make_synthetic.py coco --out $(DEMO_DATA) --train 4000 --val 200 --seed 0
 
+# make demo replaces only its own previous run (marked by DEMO_MARK once it finished), and says so.
+DEMO_MARK := $(DEMO_RUN)/.written-by-make-demo
+
 demo: $(STAMP) $(DEMO_DATA)/annotations/instances_val2017.json
-	rm -rf $(DEMO_RUN)
+	@if [ -e $(DEMO_RUN) ] && [ ! -e $(DEMO_MARK) ]; then \
+		echo "error: $(DEMO_RUN) exists but is not a finished make demo run: move it away (nothing was changed)"; \
+		exit 1; fi
+	@if [ -e $(DEMO_MARK) ]; then echo "replacing the previous make demo run in $(DEMO_RUN)"; rm -rf $(DEMO_RUN); fi
 	$(PY) tools/train.py configs/demo_shapes_ssd.yaml --out $(DEMO_RUN)
 	$(PY) tools/eval.py configs/demo_shapes_ssd.yaml --checkpoint $(DEMO_RUN)/checkpoints/last.ckpt --out $(DEMO_RUN)/eval
 	cat $(DEMO_RUN)/eval/coco_eval.txt
 	$(PY) tools/predict.py configs/demo_shapes_ssd.yaml --checkpoint $(DEMO_RUN)/checkpoints/last.ckpt \
 		$$(ls $(DEMO_DATA)/val2017/*.jpg | head -n 16) --out $(DEMO_RUN)/pictures
+	touch $(DEMO_MARK)
 	@echo "demo done: $(DEMO_RUN)/eval/metrics.json, pictures in $(DEMO_RUN)/pictures"
 
 # The other demos: Faster-RCNN on the same shapes set, and the classifier on the synthetic Stanford Dogs set.
-demo-frcnn: $(STAMP) $(DEMO_DATA)/annotations/instances_val2017.json
+# Each writes its run once: a finished run (its metrics.json) is kept; delete the folder to train again.
+demo-frcnn: runs/demo_frcnn/metrics.json
+runs/demo_frcnn/metrics.json: | $(STAMP) $(DEMO_DATA)/annotations/instances_val2017.json
 	$(PY) tools/train.py configs/demo_shapes_frcnn.yaml --out runs/demo_frcnn
 
 data/dogs/train_list.mat: | $(STAMP)
 	$(PY) tools/make_synthetic.py dogs --out data/dogs
 
-demo-dogs: $(STAMP) data/dogs/train_list.mat
+demo-dogs: runs/demo_dogs/metrics.json
+runs/demo_dogs/metrics.json: | $(STAMP) data/dogs/train_list.mat
 	$(PY) tools/train.py configs/demo_dogs.yaml --out runs/demo_dogs
 
 # Distillation on the synthetic faces: a face-attribute teacher (MobileNetV1 0.75) and its half-width student, from
@@ -59,21 +69,21 @@ $(LFW)/pairs.txt: | $(STAMP)
 $(UNLABELED)/face_002400.jpg: | $(STAMP)
 	$(PY) tools/make_synthetic.py folder --out $(UNLABELED) --train 2400 --seed 1
 
-$(ATTR_TEACHER)/metrics.json: $(FACES)/list_attr_celeba.txt
+$(ATTR_TEACHER)/metrics.json: | $(FACES)/list_attr_celeba.txt
 	$(PY) tools/train.py configs/demo_face_attr_teacher.yaml --out $(ATTR_TEACHER)
 
-runs/demo_face_attr_distill/metrics.json: $(ATTR_TEACHER)/metrics.json
+runs/demo_face_attr_distill/metrics.json: | $(ATTR_TEACHER)/metrics.json
 	$(PY) tools/distill.py configs/demo_face_attr_distill.yaml --teacher $(ATTR_TEACHER)/checkpoints/last.ckpt \
 		--out runs/demo_face_attr_distill
 
-runs/demo_face_attr_distill_unlabeled/metrics.json: $(ATTR_TEACHER)/metrics.json $(UNLABELED)/face_002400.jpg
+runs/demo_face_attr_distill_unlabeled/metrics.json: | $(ATTR_TEACHER)/metrics.json $(UNLABELED)/face_002400.jpg
 	$(PY) tools/distill.py configs/demo_face_attr_distill.yaml --teacher $(ATTR_TEACHER)/checkpoints/last.ckpt \
 		distill.unlabeled=$(UNLABELED) distill.train_on=unlabeled --out runs/demo_face_attr_distill_unlabeled
 
-$(ID_TEACHER)/metrics.json: $(LFW)/pairs.txt
+$(ID_TEACHER)/metrics.json: | $(LFW)/pairs.txt
 	$(PY) tools/train.py configs/demo_face_id_teacher.yaml --out $(ID_TEACHER)
 
-runs/demo_face_embed_distill/metrics.json: $(ID_TEACHER)/metrics.json
+runs/demo_face_embed_distill/metrics.json: | $(ID_TEACHER)/metrics.json
 	$(PY) tools/distill.py configs/demo_face_embed_distill.yaml --teacher $(ID_TEACHER)/checkpoints/last.ckpt \
 		--out runs/demo_face_embed_distill
 

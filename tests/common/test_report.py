@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tasks.common.cli import run_tool
 from tasks.common.errors import ConfigError
 from tasks.common.report import format_runs, summarize_run
 
@@ -57,26 +57,23 @@ def test_an_unfinished_run_is_named(tmp_path: Path) -> None:
         summarize_run(tmp_path / "run", "top1")
 
 
-def test_the_tool_reads_each_runs_task_for_its_metric(tmp_path: Path) -> None:
+def _tool_main():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("compare_runs", REPO / "tools" / "compare_runs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def test_the_tool_reads_each_runs_task_for_its_metric(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = _run(
         tmp_path / "faces", {"task": "face_embedding", "model": {}}, {"lfw_accuracy": 0.8, "teacher_lfw_accuracy": 0.9}
     )
-    done = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "compare_runs.py"), str(run), "--json"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    (summary,) = json.loads(done.stdout)
+    main = _tool_main()
+
+    assert run_tool(main, [str(run), "--json"]) == 0
+    (summary,) = json.loads(capsys.readouterr().out)
     assert summary["metric"] == "lfw_accuracy" and summary["share_of_teacher"] == pytest.approx(0.8 / 0.9)
 
-    missing = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "compare_runs.py"), str(tmp_path / "nothing")],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        check=False,
-    )
-    assert missing.returncode == 2 and missing.stderr.startswith("error:") and "nothing" in missing.stderr
+    assert run_tool(main, [str(tmp_path / "nothing")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error:") and "nothing" in error
