@@ -19,13 +19,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-$(DEMO_DATA)/annotations/instances_val2017.json: | $(STAMP)
-	$(PY) tools/make_synthetic.py coco --out $(DEMO_DATA) --train 4000 --val 200 --seed 0
+# The demos' datasets: written once with these settings and checked on every call (--reuse keeps them when the
+# recorded settings match; make_synthetic refuses a folder it did not write).
+.PHONY: shapes-data dogs-data faces-data lfw-data unlabeled-data
+shapes-data: | $(STAMP)
+	@$(PY) tools/make_synthetic.py coco --out $(DEMO_DATA) --train 4000 --val 200 --seed 0 --reuse
 
 # make demo replaces only its own previous run (marked by DEMO_MARK once it finished), and says so.
 DEMO_MARK := $(DEMO_RUN)/.written-by-make-demo
 
-demo: $(STAMP) $(DEMO_DATA)/annotations/instances_val2017.json
+demo: $(STAMP) shapes-data
 	@if [ -e $(DEMO_RUN) ] && [ ! -e $(DEMO_MARK) ]; then \
 		echo "error: $(DEMO_RUN) exists but is not a finished make demo run: move it away (nothing was changed)"; \
 		exit 1; fi
@@ -41,14 +44,14 @@ demo: $(STAMP) $(DEMO_DATA)/annotations/instances_val2017.json
 # The other demos: Faster-RCNN on the same shapes set, and the classifier on the synthetic Stanford Dogs set.
 # Each writes its run once: a finished run (its metrics.json) is kept; delete the folder to train again.
 demo-frcnn: runs/demo_frcnn/metrics.json
-runs/demo_frcnn/metrics.json: | $(STAMP) $(DEMO_DATA)/annotations/instances_val2017.json
+runs/demo_frcnn/metrics.json: | $(STAMP) shapes-data
 	$(PY) tools/train.py configs/demo_shapes_frcnn.yaml --out runs/demo_frcnn
 
-data/dogs/train_list.mat: | $(STAMP)
-	$(PY) tools/make_synthetic.py dogs --out data/dogs
+dogs-data: | $(STAMP)
+	@$(PY) tools/make_synthetic.py dogs --out data/dogs --reuse
 
 demo-dogs: runs/demo_dogs/metrics.json
-runs/demo_dogs/metrics.json: | $(STAMP) data/dogs/train_list.mat
+runs/demo_dogs/metrics.json: | $(STAMP) dogs-data
 	$(PY) tools/train.py configs/demo_dogs.yaml --out runs/demo_dogs
 
 # Distillation on the synthetic faces: a face-attribute teacher (MobileNetV1 0.75) and its half-width student, from
@@ -60,27 +63,27 @@ UNLABELED := data/faces_unlabeled
 ATTR_TEACHER := runs/demo_face_attr_teacher
 ID_TEACHER := runs/demo_face_id_teacher
 
-$(FACES)/list_attr_celeba.txt: | $(STAMP)
-	$(PY) tools/make_synthetic.py celeba --out $(FACES)
+faces-data: | $(STAMP)
+	@$(PY) tools/make_synthetic.py celeba --out $(FACES) --reuse
 
-$(LFW)/pairs.txt: | $(STAMP)
-	$(PY) tools/make_synthetic.py lfw --out $(LFW)
+lfw-data: | $(STAMP)
+	@$(PY) tools/make_synthetic.py lfw --out $(LFW) --reuse
 
-$(UNLABELED)/face_002400.jpg: | $(STAMP)
-	$(PY) tools/make_synthetic.py folder --out $(UNLABELED) --train 2400 --seed 1
+unlabeled-data: | $(STAMP)
+	@$(PY) tools/make_synthetic.py folder --out $(UNLABELED) --train 2400 --seed 1 --reuse
 
-$(ATTR_TEACHER)/metrics.json: | $(FACES)/list_attr_celeba.txt
+$(ATTR_TEACHER)/metrics.json: | faces-data
 	$(PY) tools/train.py configs/demo_face_attr_teacher.yaml --out $(ATTR_TEACHER)
 
 runs/demo_face_attr_distill/metrics.json: | $(ATTR_TEACHER)/metrics.json
 	$(PY) tools/distill.py configs/demo_face_attr_distill.yaml --teacher $(ATTR_TEACHER)/checkpoints/last.ckpt \
 		--out runs/demo_face_attr_distill
 
-runs/demo_face_attr_distill_unlabeled/metrics.json: | $(ATTR_TEACHER)/metrics.json $(UNLABELED)/face_002400.jpg
+runs/demo_face_attr_distill_unlabeled/metrics.json: | $(ATTR_TEACHER)/metrics.json unlabeled-data
 	$(PY) tools/distill.py configs/demo_face_attr_distill.yaml --teacher $(ATTR_TEACHER)/checkpoints/last.ckpt \
 		distill.unlabeled=$(UNLABELED) distill.train_on=unlabeled --out runs/demo_face_attr_distill_unlabeled
 
-$(ID_TEACHER)/metrics.json: | $(LFW)/pairs.txt
+$(ID_TEACHER)/metrics.json: | lfw-data
 	$(PY) tools/train.py configs/demo_face_id_teacher.yaml --out $(ID_TEACHER)
 
 runs/demo_face_embed_distill/metrics.json: | $(ID_TEACHER)/metrics.json

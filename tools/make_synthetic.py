@@ -6,6 +6,9 @@ python tools/make_synthetic.py imagefolder --out DIR [--seed S]                 
 python tools/make_synthetic.py celeba --out DIR [--train N] [--val M] [--seed S]     CelebA release layout
 python tools/make_synthetic.py lfw --out DIR [--seed S]                              train/<Name>/, lfw/, pairs.txt
 python tools/make_synthetic.py folder --out DIR [--train N] [--seed S]               unlabelled face images
+
+A folder that holds files is refused unless this tool wrote it (its .written-by-make_synthetic.json), which is then
+replaced whole; --reuse keeps an earlier output of exactly the same settings.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import argparse
 import sys
 
 from tasks.classification.synthetic import make_synthetic_dogs, make_synthetic_imagefolder
+from tasks.common.cli import run_tool
+from tasks.common.files import claim_generated_dir, generated_settings, mark_generated_dir
 from tasks.detection.synthetic import make_shapes_coco
 from tasks.face_attributes.synthetic import make_synthetic_celeba
 from tasks.face_attributes.unlabeled import make_unlabeled_faces
@@ -31,7 +36,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--val", type=int, default=None, help="validation images (coco, celeba) or per class")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--reuse", action="store_true", help="keep an earlier output of these exact settings instead of rewriting it"
+    )
     args = parser.parse_args(argv)
+    for flag, value in (("--train", args.train), ("--val", args.val)):
+        if value is not None and value < 1:
+            parser.error(f"{flag} must be at least 1, got {value}")
+    settings = {"kind": args.kind, "train": args.train, "val": args.val, "seed": args.seed}
+    if args.reuse and generated_settings(args.out) == settings:
+        print(f"{args.out} already holds the {args.kind} dataset of these settings: kept")
+        return 0
+    earlier = claim_generated_dir(args.out)
+    if earlier is not None:
+        print(f"replacing the earlier make_synthetic output in {args.out} ({earlier})")
     sizes = {k: v for k, v in (("num_train", args.train), ("num_val", args.val)) if v is not None}
     if args.kind == "coco":
         path = make_shapes_coco(args.out, seed=args.seed, **sizes)
@@ -45,9 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         path = make_synthetic_lfw(args.out, seed=args.seed)
     else:
         path = make_unlabeled_faces(args.out, seed=args.seed, **({"count": args.train} if args.train else {}))
+    mark_generated_dir(path, settings)
     print(f"wrote {args.kind} dataset to {path}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
 
 from tasks.common.errors import DatasetError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
-__all__ = ["IMAGE_SUFFIXES", "find_images", "collect_images", "check_inside"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "GENERATED_MARK",
+    "find_images",
+    "collect_images",
+    "check_inside",
+    "claim_generated_dir",
+    "generated_settings",
+    "mark_generated_dir",
+]
+
+# The file tools/make_synthetic.py leaves in what it wrote: the kind and settings, so that a later call may replace
+# its own output and nothing else.
+GENERATED_MARK = ".written-by-make_synthetic.json"
 
 
 def find_images(directory: str | Path) -> list[Path]:
@@ -43,3 +59,45 @@ def check_inside(name: object, where: str, folder: str = "the image folder") -> 
     if ".." in PureWindowsPath(name).parts:
         raise DatasetError(f"{where}: file name {name!r} leaves {folder} ('..')")
     return name
+
+
+def generated_settings(out: str | Path) -> dict[str, Any] | None:
+    """The settings tools/make_synthetic.py recorded in ``out``, or None where it left no readable mark."""
+    mark = Path(out) / GENERATED_MARK
+    try:
+        return json.loads(mark.read_text()) if mark.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def claim_generated_dir(out: str | Path) -> dict[str, Any] | None:
+    """Make ``out`` ready for a generated dataset. A missing or empty folder is used as it is; a folder holding an
+    earlier output of tools/make_synthetic.py (its ``GENERATED_MARK``) is emptied, so that no old file survives, and
+    that output's settings are returned; any other folder holding files is refused with a DatasetError, untouched
+    (it may be a real dataset)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"{out} is a file, not a folder: choose another --out")
+    if not out.is_dir() or not any(out.iterdir()):
+        return None
+    mark = out / GENERATED_MARK
+    if not mark.is_file():
+        raise DatasetError(
+            f"{out} holds files that tools/make_synthetic.py did not write (it may be a real dataset): nothing was "
+            "changed; choose an empty or new --out"
+        )
+    try:
+        earlier = json.loads(mark.read_text())
+    except (OSError, ValueError) as error:
+        raise DatasetError(f"{mark}: unreadable ({error}); remove {out} yourself to regenerate it") from error
+    for child in out.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+    return earlier
+
+
+def mark_generated_dir(out: str | Path, settings: Mapping[str, Any]) -> None:
+    """Leave ``GENERATED_MARK`` in ``out``: what wrote it, with which settings."""
+    (Path(out) / GENERATED_MARK).write_text(json.dumps(dict(settings), indent=1) + "\n")
