@@ -1,6 +1,6 @@
 """Evaluate a checkpoint on the config's validation data; writes DIR/metrics.json (and the task's outputs).
 
-python tools/eval.py CONFIG --checkpoint CKPT [--out DIR] [dotted.key=value ...]
+python tools/eval.py CONFIG --checkpoint CKPT [--out DIR] [--overwrite] [dotted.key=value ...]
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="dotted.key=value overrides, e.g. data.root=DIR")
     parser.add_argument("--checkpoint", required=True, help="a .ckpt written by tools/train.py")
     parser.add_argument("--out", help="output directory (default: <run>/eval beside the checkpoint's run)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the results a folder already holds")
     args = parser.parse_intermixed_args(argv)
     config, task = load_task_config(args.config, args.overrides)
-    metrics = evaluate(task, config, args.checkpoint, out=args.out)
+    metrics = evaluate(task, config, args.checkpoint, out=args.out, overwrite=args.overwrite)
     if metrics:
         print(json.dumps(metrics, indent=2))
     return 0

@@ -233,6 +233,10 @@ def fit(
     if out is not None:
         check_run_dir(run_dir, resume)
     ckpt_path = run_dir / "checkpoints" / "last.ckpt" if resume else None
+    if ckpt_path is not None:
+        # Before anything runs: a truncated or foreign checkpoint, or one of another model or class list than this
+        # config's, is one clear error here rather than a Lightning traceback later.
+        load_checkpoint(module, ckpt_path)
     log_version = _log_version(run_dir, resume) if not _is_relaunched_rank(run_dir) else ""
     run_dir.mkdir(parents=True, exist_ok=True)
     with _run_dir_for_relaunched_ranks(run_dir):
@@ -271,15 +275,26 @@ def fit(
 
 
 def evaluate(
-    task: Task, config: dict[str, Any], checkpoint: str | Path, out: str | Path | None = None
+    task: Task,
+    config: dict[str, Any],
+    checkpoint: str | Path,
+    out: str | Path | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate ``checkpoint`` on the config's validation data; write metrics.json (and task outputs) to ``out``."""
+    """Evaluate ``checkpoint`` on the config's validation data; write metrics.json (and task outputs) to ``out``
+    (default: ``eval/`` beside the checkpoint's run). A folder that already holds a metrics.json is refused unless
+    ``overwrite``: evaluation never replaces another run's results unasked."""
+    run_dir = Path(out) if out is not None else Path(checkpoint).resolve().parent.parent / "eval"
+    if (run_dir / "metrics.json").is_file() and not overwrite and not _is_relaunched_rank(run_dir):
+        raise ConfigError(
+            f"{run_dir} already holds results (metrics.json): give another --out, or --overwrite to replace them"
+        )
     saved = read_checkpoint(Path(checkpoint))
     datamodule, module = load_run(task, fill_from_checkpoint(config, saved))
     load_checkpoint(module, checkpoint, saved)
-    run_dir = Path(out) if out is not None else Path(checkpoint).resolve().parent.parent / "eval"
-    trainer = build_trainer(config["trainer"], run_dir, train=False)
-    trainer.validate(module, datamodule=datamodule, verbose=False)
+    with _run_dir_for_relaunched_ranks(run_dir):
+        trainer = build_trainer(config["trainer"], run_dir, train=False)
+        trainer.validate(module, datamodule=datamodule, verbose=False)
     metrics = module.final_metrics()
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -169,6 +169,26 @@ def test_resume_continues_at_the_same_step_and_keeps_the_history(shapes: Path, t
     epochs = {row.split(",")[epoch] for row in resumed_rows[1:]}
     assert "1" in epochs and "0" not in epochs  # the resumed epoch (and the final validation), in its own file
 
+    # Resuming under another model, or from a truncated file, is one line before anything runs.
+    written = (tmp_path / "checkpoints" / "last.ckpt").read_bytes()
+    other = run_tool(
+        "train.py",
+        str(CONFIG),
+        "--out",
+        str(tmp_path),
+        "--resume",
+        f"data.root={shapes}",
+        *TINY,
+        "model.width_mult=0.5",
+        check=False,
+    )
+    assert other.returncode == 2 and "model.width_mult" in other.stderr and other.stderr.startswith("error:")
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(written[: len(written) // 2])
+    truncated = run_tool(
+        "train.py", str(CONFIG), "--out", str(tmp_path), "--resume", f"data.root={shapes}", *TINY, check=False
+    )
+    assert truncated.returncode == 2 and "cannot read checkpoint" in truncated.stderr
+
 
 def test_resume_without_checkpoint_is_an_error(shapes: Path, tmp_path: Path) -> None:
     result = run_tool("train.py", str(CONFIG), "--out", str(tmp_path), "--resume", f"data.root={shapes}", check=False)
@@ -219,3 +239,15 @@ def test_plain_ssd_loop_trains_and_reports_coco_metrics(shapes: Path, tmp_path: 
     assert metrics["num_images"] == 7
     assert 0.0 <= metrics["map_50"] <= 1.0
     assert metrics["args"]["epochs"] == 1
+
+
+def test_eval_never_replaces_results_unasked(trained: Path, shapes: Path, tmp_path: Path) -> None:
+    ckpt = str(trained / "checkpoints" / "last.ckpt")
+    (tmp_path / "metrics.json").write_text('{"mine": 1}')
+    args = ("eval.py", str(CONFIG), "--checkpoint", ckpt, "--out", str(tmp_path), f"data.root={shapes}", *TINY)
+
+    refused = run_tool(*args, check=False)
+    assert refused.returncode == 2 and "--overwrite" in refused.stderr
+    assert (tmp_path / "metrics.json").read_text() == '{"mine": 1}'
+    run_tool(*args, "--overwrite")
+    assert "map" in json.loads((tmp_path / "metrics.json").read_text())
