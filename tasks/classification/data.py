@@ -314,6 +314,8 @@ class ClassificationDataModule(TaskDataModule):
         val_batch_size: images per validation step (default ``batch_size``).
         label_fraction, label_seed: train on a seeded subset of this fraction of the training split's labels
             (tools/distill.py gives the rest to the teacher as unlabelled images); see ``TaskDataModule``.
+        max_bad_fraction, min_seen_for_bad_fraction: when unreadable training images stop the run; see
+            ``TaskDataModule``.
     """
 
     collate_fn = staticmethod(collate_stacked)
@@ -335,8 +337,20 @@ class ClassificationDataModule(TaskDataModule):
         val_batch_size: int | None = None,
         label_fraction: float = 1.0,
         label_seed: int = 0,
+        max_bad_fraction: float = 0.01,
+        min_seen_for_bad_fraction: int = 200,
     ) -> None:
-        super().__init__(batch_size, num_workers, val_batch_size, mean, std, label_fraction, label_seed)
+        super().__init__(
+            batch_size,
+            num_workers,
+            val_batch_size,
+            mean,
+            std,
+            label_fraction,
+            label_seed,
+            max_bad_fraction,
+            min_seen_for_bad_fraction,
+        )
         if layout not in ("imagefolder", "stanford_dogs"):
             raise ConfigError(f"data.layout must be 'imagefolder' or 'stanford_dogs', got {layout!r}")
         if crop_to_box not in ("none", "union", "first"):

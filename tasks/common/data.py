@@ -173,6 +173,10 @@ class TaskDataModule(L.LightningDataModule):
     means the backbone's own (the config builder fills it in). They are only checked here and reported in
     ``data_info()``.
 
+    Training skips an unreadable image with a warning naming it, and stops with a DatasetError once more than
+    ``max_bad_fraction`` of the training images seen so far (summed over processes) were unreadable, counted from
+    ``min_seen_for_bad_fraction`` images on; evaluation never skips.
+
     ``label_fraction`` < 1 keeps the labels of a subset of the training split, drawn with ``label_seed`` (not the
     run's seed, so runs of several seeds share it): the training loader serves that subset alone, and distillation
     gives the other images to the teacher as unlabelled ones (``labeled_mask``).
@@ -189,10 +193,17 @@ class TaskDataModule(L.LightningDataModule):
         std: Sequence[float] | None = None,
         label_fraction: float = 1.0,
         label_seed: int = 0,
+        max_bad_fraction: float = 0.01,
+        min_seen_for_bad_fraction: int = 200,
     ) -> None:
         super().__init__()
         if not 0.0 < label_fraction <= 1.0:
             raise ConfigError(f"data.label_fraction must be in (0, 1], got {label_fraction}")
+        if not 0.0 <= max_bad_fraction <= 1.0 or min_seen_for_bad_fraction < 0:
+            raise ConfigError(
+                "data.max_bad_fraction must be in [0, 1] and data.min_seen_for_bad_fraction >= 0, got "
+                f"{max_bad_fraction} and {min_seen_for_bad_fraction}"
+            )
         if batch_size < 1 or (val_batch_size is not None and val_batch_size < 1):
             raise ConfigError(
                 f"data.batch_size and data.val_batch_size must be >= 1, got {batch_size}, {val_batch_size}"
@@ -206,6 +217,8 @@ class TaskDataModule(L.LightningDataModule):
         self.std = _channel_values(std, "std", positive=True)
         self.label_fraction = label_fraction
         self.label_seed = label_seed
+        self.max_bad_fraction = max_bad_fraction
+        self.min_seen_for_bad_fraction = min_seen_for_bad_fraction
         self.train_dataset: Dataset | None = None
         self.val_dataset: Dataset | None = None
 

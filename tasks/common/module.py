@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from tasks.common.data import Batch
-from tasks.common.errors import NonFiniteLossError
+from tasks.common.errors import DatasetError, NonFiniteLossError
 from tasks.common.optim import OptimizerConfig, build_optimizer, build_scheduler
 
 __all__ = ["TaskModule", "merge_results"]
@@ -143,12 +143,19 @@ class TaskModule(L.LightningModule):
         # Channels-last convolutions run about 30% faster on CPU (mkldnn) and on GPUs with tensor cores.
         self.model.to(memory_format=torch.channels_last)
 
-    def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
+    def on_train_start(self) -> None:
+        self._images_seen = 0
+        self._images_unreadable = 0
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         size = max(1, len(batch))
         if batch.skipped:
             self.log("train/skipped_images", float(batch.skipped), reduce_fx="sum", batch_size=size)
-        if not len(batch):  # every image of the batch was unreadable
-            return None
+        self._count_unreadable(len(batch), batch.skipped)
+        if not len(batch):
+            # Every image of the batch was unreadable: a zero loss that still reaches every trainable parameter,
+            # so that under DDP this process joins the gradient all-reduce like the others.
+            return torch.stack([p.sum() for p in self.parameters() if p.requires_grad]).sum() * 0.0
         objective = self.training_objective
         loss, logs = objective(self, batch) if objective is not None else self.training_loss(batch)
         self._stop_on_non_finite(loss, logs, batch_idx)
@@ -156,6 +163,26 @@ class TaskModule(L.LightningModule):
         for name, value in logs.items():
             self.log(f"train/{name}", value, batch_size=size)
         return loss
+
+    def _count_unreadable(self, read: int, skipped: int) -> None:
+        """Stop with a DatasetError, in every process at once, when more than the data's ``max_bad_fraction`` of the
+        training images seen so far (all processes) were unreadable, from ``min_seen_for_bad_fraction`` on."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        fraction = getattr(datamodule, "max_bad_fraction", None)
+        if fraction is None:
+            return
+        counts = torch.tensor([float(read + skipped), float(skipped)], device=self.device)
+        if self.trainer.world_size > 1:
+            counts = self.trainer.strategy.reduce(counts, reduce_op="sum")
+        self._images_seen += int(counts[0])
+        self._images_unreadable += int(counts[1])
+        seen, bad = self._images_seen, self._images_unreadable
+        if seen >= datamodule.min_seen_for_bad_fraction and bad > fraction * seen:
+            raise DatasetError(
+                f"{bad} of the {seen} training images seen so far could not be read (more than "
+                f"data.max_bad_fraction {fraction:g}; the warnings above name them): stopped. Fix or remove those "
+                "files, or raise data.max_bad_fraction"
+            )
 
     def _stop_on_non_finite(self, loss: Tensor, logs: dict[str, Any], batch_idx: int) -> None:
         """Raise NonFiniteLossError, in every process at once, when any process's loss is NaN or infinite: before

@@ -226,7 +226,8 @@ class CocoDataModule(TaskDataModule):
     The validation file is loaded and checked at construction (``num_classes`` and the class names come from it);
     the training file in ``setup("fit")``, so evaluation reads only the validation files. ``mean`` and ``std``: the
     normalisation the detector applies to inputs in [0, 1] (None: the backbone's own); ``label_fraction`` and
-    ``label_seed``: training on a seeded subset of the training images; see ``TaskDataModule``.
+    ``label_seed``: training on a seeded subset of the training images; ``max_bad_fraction`` and
+    ``min_seen_for_bad_fraction``: when unreadable training images stop the run; see ``TaskDataModule``.
     """
 
     collate_fn = staticmethod(collate_lists)
@@ -253,8 +254,20 @@ class CocoDataModule(TaskDataModule):
         std: Sequence[float] | None = None,
         label_fraction: float = 1.0,
         label_seed: int = 0,
+        max_bad_fraction: float = 0.01,
+        min_seen_for_bad_fraction: int = 200,
     ) -> None:
-        super().__init__(batch_size, num_workers, val_batch_size, mean, std, label_fraction, label_seed)
+        super().__init__(
+            batch_size,
+            num_workers,
+            val_batch_size,
+            mean,
+            std,
+            label_fraction,
+            label_seed,
+            max_bad_fraction,
+            min_seen_for_bad_fraction,
+        )
         self.save_hyperparameters()
         if augment not in AUGMENT_MODES:
             raise ConfigError(f"data.augment must be one of {AUGMENT_MODES}, got {augment!r}")

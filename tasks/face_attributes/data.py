@@ -353,6 +353,8 @@ class FaceAttributeDataModule(TaskDataModule):
         val_batch_size: images per validation step (default ``batch_size``).
         label_fraction, label_seed: train on a seeded subset of this fraction of the training split's labels
             (tools/distill.py gives the rest to the teacher as unlabelled images); see ``TaskDataModule``.
+        max_bad_fraction, min_seen_for_bad_fraction: when unreadable training images stop the run; see
+            ``TaskDataModule``.
     """
 
     collate_fn = staticmethod(collate_stacked)
@@ -372,8 +374,20 @@ class FaceAttributeDataModule(TaskDataModule):
         val_batch_size: int | None = None,
         label_fraction: float = 1.0,
         label_seed: int = 0,
+        max_bad_fraction: float = 0.01,
+        min_seen_for_bad_fraction: int = 200,
     ) -> None:
-        super().__init__(batch_size, num_workers, val_batch_size, mean, std, label_fraction, label_seed)
+        super().__init__(
+            batch_size,
+            num_workers,
+            val_batch_size,
+            mean,
+            std,
+            label_fraction,
+            label_seed,
+            max_bad_fraction,
+            min_seen_for_bad_fraction,
+        )
         if val_split not in ("val", "test"):
             raise ConfigError(f"data.val_split must be 'val' or 'test', got {val_split!r}")
         if image_size < 1:

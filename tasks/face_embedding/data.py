@@ -308,6 +308,8 @@ class FaceEmbeddingDataModule(TaskDataModule):
         val_batch_size: images per validation step (default ``batch_size``).
         label_fraction, label_seed: train on a seeded subset of this fraction of the training split's labels
             (tools/distill.py gives the rest to the teacher as unlabelled images); see ``TaskDataModule``.
+        max_bad_fraction, min_seen_for_bad_fraction: when unreadable training images stop the run; see
+            ``TaskDataModule``.
     """
 
     collate_fn = staticmethod(collate_stacked)
@@ -329,8 +331,20 @@ class FaceEmbeddingDataModule(TaskDataModule):
         val_batch_size: int | None = None,
         label_fraction: float = 1.0,
         label_seed: int = 0,
+        max_bad_fraction: float = 0.01,
+        min_seen_for_bad_fraction: int = 200,
     ) -> None:
-        super().__init__(batch_size, num_workers, val_batch_size, mean, std, label_fraction, label_seed)
+        super().__init__(
+            batch_size,
+            num_workers,
+            val_batch_size,
+            mean,
+            std,
+            label_fraction,
+            label_seed,
+            max_bad_fraction,
+            min_seen_for_bad_fraction,
+        )
         if augment not in ("light", "none"):
             raise ConfigError(f"data.augment must be 'light' or 'none', got {augment!r}")
         if not 0.0 < crop_fraction <= 1.0:

@@ -10,8 +10,9 @@ import pytest
 import torch
 import yaml
 
+from tasks.classification.data import read_dogs_list
 from tasks.common.build import build_from_checkpoint, load_run
-from tasks.common.errors import NonFiniteLossError
+from tasks.common.errors import DatasetError, NonFiniteLossError
 from tasks.common.predict import predict_images
 from tasks.common.runner import evaluate, fit, train
 from tasks.registry import load_task_config
@@ -107,3 +108,33 @@ def test_a_non_finite_loss_stops_training_naming_the_step_and_keeps_the_last_goo
     last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["epoch"] == 0 and last["global_step"] == steps_per_epoch
     assert all(torch.isfinite(value).all() for value in last["state_dict"].values() if value.is_floating_point())
+
+
+def _break_training_images(root: Path) -> int:
+    files, _, _ = read_dogs_list(root / "train_list.mat")
+    for name in files:
+        (root / "Images" / name).write_bytes(b"\xff\xd8 cut short")
+    return len(files)
+
+
+@pytest.mark.slow
+def test_unreadable_training_images_past_the_allowed_share_stop_the_run(tmp_path: Path, dogs_copy: Path) -> None:
+    count = _break_training_images(dogs_copy)
+    config, task = load_task_config(_tiny_config(tmp_path, dogs_copy), ["data.min_seen_for_bad_fraction=8"])
+
+    with pytest.raises(DatasetError, match=r"8 of the 8 training images seen so far could not be read"):
+        train(task, config, out=tmp_path / "run")
+    assert count > 8  # it stopped at the first batch, not after the whole schedule
+
+
+@pytest.mark.slow
+def test_batches_of_only_unreadable_images_still_step_when_allowed(tmp_path: Path, dogs_copy: Path) -> None:
+    _break_training_images(dogs_copy)
+    config, task = load_task_config(_tiny_config(tmp_path, dogs_copy), ["data.max_bad_fraction=1.0"])
+
+    with pytest.warns(UserWarning, match="skipping cannot read image"):
+        run_dir = train(task, config, out=tmp_path / "run")
+
+    assert json.loads((run_dir / "metrics.json").read_text())["num_images"] > 0
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] > 0  # each empty batch took a (zero) step
