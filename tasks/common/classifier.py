@@ -114,6 +114,11 @@ def _timm_network(
     import timm
     from timm.data import resolve_data_config
 
+    if ":" in name or "/" in name:  # hf-hub:org/model, timm/model...: timm would fetch its config from a hub
+        raise ConfigError(
+            f"model.backbone {_TIMM_PREFIX}{name} names a model hub, and nothing is downloaded here: give a timm "
+            "architecture name (e.g. timm:mobilenetv3_large_100) and its weights as a local file"
+        )
     try:
         network = timm.create_model(name, pretrained=False, num_classes=num_classes, drop_rate=dropout)
     except RuntimeError as error:  # timm: "Unknown model (...)"

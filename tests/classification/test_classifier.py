@@ -134,6 +134,18 @@ def test_mobilenet_knobs_are_refused_for_a_timm_network() -> None:
         build_classifier(num_classes=4, backbone="timm:resnet10t", width_mult=0.5)
 
 
+@pytest.mark.parametrize("name", ["hf-hub:timm/mobilenetv3_large_100.ra_in1k", "timm/resnet10t"])
+def test_a_timm_name_that_would_reach_a_model_hub_is_refused(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import timm
+
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise AssertionError("timm was asked to build a hub model")
+
+    monkeypatch.setattr(timm, "create_model", no_network)
+    with pytest.raises(ConfigError, match="names a model hub"):
+        build_classifier(num_classes=4, backbone=f"timm:{name}")
+
+
 def test_a_detection_checkpoint_gives_the_classifier_its_backbone(tmp_path: Path) -> None:
     detector = ssd300_mobilenet_v1(num_classes=2, width_mult=0.25)
     path = _lightning_checkpoint(detector, tmp_path / "ssd.ckpt")
