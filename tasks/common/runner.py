@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -13,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from tasks.common.build import fill_from_checkpoint, load_checkpoint, load_run, read_checkpoint
@@ -24,6 +27,7 @@ from tasks.common.module import TaskModule
 from tasks.common.task import Task
 
 __all__ = [
+    "DurableCheckpointIO",
     "default_run_dir",
     "check_run_dir",
     "build_trainer",
@@ -125,6 +129,34 @@ def _loggers(run_dir: Path, version: str = "") -> list:
     return loggers
 
 
+class DurableCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written whole or not at all: into a temporary file beside the target, flushed to disk (fsync),
+    then renamed over it (atomic within one filesystem) and the folder synced, so that a crash at any moment leaves
+    the previous checkpoint or the new one, never part of one. (Lightning's own save writes the target file in
+    place, or through a temporary file in the system's temp folder, which a rename across filesystems copies.)"""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+        try:
+            with os.fdopen(handle, "wb") as file:
+                torch.save(checkpoint, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+
+
 def build_trainer(
     trainer_config: dict[str, Any],
     run_dir: Path,
@@ -155,7 +187,7 @@ def build_trainer(
                     auto_insert_metric_name=False,
                 )
             )
-        kwargs.update(callbacks=callbacks, logger=_loggers(run_dir, log_version))
+        kwargs.update(callbacks=callbacks, logger=_loggers(run_dir, log_version), plugins=[DurableCheckpointIO()])
     else:
         kwargs.update(logger=False, enable_checkpointing=False)
     kwargs.setdefault("log_every_n_steps", 10)

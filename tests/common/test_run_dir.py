@@ -1,15 +1,18 @@
-"""Run directories: a new run never lands in another run's folder, even when two start in the same second."""
+"""Run directories: a new run never lands in another run's folder, even when two start in the same second; a
+checkpoint is written whole or not at all."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
+import torch
 
 from tasks.common import runner
 from tasks.common.errors import ConfigError
-from tasks.common.runner import RUN_DIR_ENV, default_run_dir
+from tasks.common.runner import RUN_DIR_ENV, DurableCheckpointIO, default_run_dir
 
 
 def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -36,3 +39,26 @@ def test_a_folder_holding_files_is_refused_without_resume_and_left_alone(
     runner.check_run_dir(tmp_path / "new", resume=False)  # a new or empty folder is fine
 
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_checkpoint_save_that_fails_midway_leaves_the_previous_one_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    io = DurableCheckpointIO()
+    io.save_checkpoint({"state_dict": {"w": torch.ones(3)}}, path)
+    before = path.read_bytes()
+    real_save = torch.save
+
+    def save_half_then_die(obj: object, file: BinaryIO) -> None:
+        real_save(obj, file)
+        file.seek(len(before) // 2)
+        file.truncate()
+        raise KeyboardInterrupt  # the process killed mid-write
+
+    monkeypatch.setattr(torch, "save", save_half_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}}, path)
+
+    assert path.read_bytes() == before and [p.name for p in path.parent.iterdir()] == ["last.ckpt"]
+    assert torch.equal(torch.load(path, weights_only=True)["state_dict"]["w"], torch.ones(3))
