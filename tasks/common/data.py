@@ -8,7 +8,8 @@ file among thousands does not stop a run.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 from lightning_utilities.core.apply_func import apply_to_collection
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Subset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset, get_worker_info
 
 from tasks.common.errors import ConfigError
 
@@ -133,6 +134,30 @@ def seed_worker(worker_id: int) -> None:
         transform.reseed_for_worker(info.seed)
 
 
+class EpochShuffle(RandomSampler):
+    """The training shuffle: a permutation that depends on the run's seed and the epoch alone (``set_epoch``, which
+    Lightning calls before each epoch, as for a DistributedSampler), not on how much of torch's global random stream
+    earlier work consumed, so that a resumed run visits the samples in the order the uninterrupted run would have.
+    A RandomSampler to Lightning, which therefore shuffles under DDP too (with its DistributedSampler)."""
+
+    def __init__(self, data_source: Dataset, seed: int) -> None:
+        super().__init__(data_source)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        yield from torch.randperm(len(self.data_source), generator=generator).tolist()
+
+
+def run_seed() -> int:
+    """The seed ``lightning.seed_everything`` was given (the runner calls it with the config's ``seed``), else 0."""
+    return int(os.environ.get("PL_GLOBAL_SEED", "0") or 0)
+
+
 def make_loader(dataset: Dataset, batch_size: int, *, train: bool, num_workers: int, collate_fn: Collate) -> DataLoader:
     """A training (shuffled) or evaluation (in order) DataLoader.
 
@@ -142,7 +167,10 @@ def make_loader(dataset: Dataset, batch_size: int, *, train: bool, num_workers: 
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=train,
+        sampler=EpochShuffle(dataset, run_seed()) if train else None,
+        # The loader's own stream for its workers' base seed: creating an iterator takes nothing from torch's
+        # global stream, which the model's dropout draws from (and a resumed run restores).
+        generator=torch.Generator().manual_seed(run_seed()) if train else None,
         drop_last=train and len(dataset) > batch_size,
         num_workers=num_workers,
         collate_fn=collate_fn,

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from tasks.common.data import Batch
 from tasks.common.errors import DatasetError, NonFiniteLossError
 from tasks.common.optim import OptimizerConfig, build_optimizer, build_scheduler
+from tasks.common.rng import RNG_KEY, rng_states, set_rng_states
 
 __all__ = ["TaskModule", "merge_results"]
 
@@ -91,6 +92,7 @@ class TaskModule(L.LightningModule):
         # What training minimises instead of ``training_loss`` (distillation sets one that matches a teacher); a
         # plain callable, so nothing it holds (a teacher) joins this module's parameters, state dict or optimizer.
         self.training_objective: Callable[[TaskModule, Batch], tuple[Tensor, dict[str, Tensor]]] | None = None
+        self._resumed_rng: dict[str, Any] | None = None
 
     # ---------------------------------------------------------------------------------------------------------
     # The hooks a task implements
@@ -146,6 +148,17 @@ class TaskModule(L.LightningModule):
     def on_train_start(self) -> None:
         self._images_seen = 0
         self._images_unreadable = 0
+        # A resumed run takes up the random streams where the checkpoint left them, after Lightning's sanity check
+        # (whose loader draws from them): the next epoch shuffles as the uninterrupted run's would have.
+        if self._resumed_rng is not None:
+            set_rng_states(self._resumed_rng)
+            self._resumed_rng = None
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[RNG_KEY] = rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._resumed_rng = checkpoint.get(RNG_KEY)
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         size = max(1, len(batch))

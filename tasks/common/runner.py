@@ -239,6 +239,7 @@ def plan_training_length(
 def train(task: Task, config: dict[str, Any], out: str | Path | None = None, resume: bool = False) -> Path:
     """Train a checked run config of ``task``; return the run directory (checkpoints/, logs/, config.yaml,
     metrics.json and the task's outputs)."""
+    L.seed_everything(config.get("seed", 0), workers=True, verbose=False)  # the network's initial weights too
     datamodule, module = load_run(task, config)
     return fit(module, datamodule, config, out, resume)
 

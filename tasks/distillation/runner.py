@@ -93,6 +93,7 @@ def distill(
         train_on=settings.train_on,
     )
     _size_embedding_to_teacher(task, config, teacher)
+    L.seed_everything(config.get("seed", 0), workers=True, verbose=False)  # the student's initial weights too
     module = build_module(task, config, val_data.data_info())
     check_teacher_fits(teacher, module, student_size)
     module.training_objective = DistillationObjective(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 import yaml
@@ -138,3 +139,40 @@ def test_batches_of_only_unreadable_images_still_step_when_allowed(tmp_path: Pat
     assert json.loads((run_dir / "metrics.json").read_text())["num_images"] > 0
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["global_step"] > 0  # each empty batch took a (zero) step
+
+
+@pytest.mark.slow
+def test_a_run_that_crashed_and_resumed_ends_where_the_uninterrupted_one_does(
+    tmp_path: Path, dogs_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without augmentation, the resumed run draws the same shuffle as the uninterrupted one (random streams saved
+    # in the checkpoint, restored after the sanity check): the same final step and weights.
+    path = _tiny_config(tmp_path, dogs_root)
+    overrides = ["data.augment=none", "model.dropout=0.2", "model.freeze_backbone_epochs=0"]
+    config, task = load_task_config(path, [*overrides, "trainer.max_epochs=2"])
+    whole = train(task, config, out=tmp_path / "whole")
+    config, task = load_task_config(path, [*overrides, "trainer.max_epochs=2"])
+    L.seed_everything(0)
+    datamodule, module = load_run(task, config)
+    real_loss = type(module).training_loss
+
+    def crash_in_the_second_epoch(self, batch):  # type: ignore[no-untyped-def]
+        if self.current_epoch == 1:
+            raise RuntimeError("the machine went down")
+        return real_loss(self, batch)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(type(module), "training_loss", crash_in_the_second_epoch)
+        with pytest.raises(RuntimeError, match="went down"):
+            train(task, config, out=tmp_path / "parts")
+    config, task = load_task_config(path, [*overrides, "trainer.max_epochs=2"])
+    parts = train(task, config, out=tmp_path / "parts", resume=True)
+
+    expected = torch.load(whole / "checkpoints" / "last.ckpt", weights_only=True)
+    resumed = torch.load(parts / "checkpoints" / "last.ckpt", weights_only=True)
+    assert (resumed["epoch"], resumed["global_step"]) == (expected["epoch"], expected["global_step"])
+    for name, value in expected["state_dict"].items():
+        assert torch.allclose(resumed["state_dict"][name].float(), value.float(), atol=1e-5), name
+    assert json.loads((parts / "metrics.json").read_text()) == pytest.approx(
+        json.loads((whole / "metrics.json").read_text()), abs=1e-4
+    )

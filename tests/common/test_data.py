@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
+from unittest import mock
 
 import albumentations as A
 import numpy as np
@@ -18,6 +20,7 @@ from torch.utils.data import Dataset, RandomSampler, SequentialSampler
 from tasks.common.data import (
     AlbumentationsTransform,
     Batch,
+    EpochShuffle,
     TaskDataModule,
     collate_lists,
     collate_stacked,
@@ -183,13 +186,16 @@ class RepeatedImage(Dataset):
 
 
 def augmented_epoch(torch_seed: int, num_workers: int) -> list[Tensor]:
-    """Build the pipeline and the loader as a data module does, under ``torch_seed``; one epoch's images by index."""
-    torch.manual_seed(torch_seed)
-    dataset = RepeatedImage(Jitter(seed=draw_seed()))
-    loader = make_loader(dataset, 2, train=True, num_workers=num_workers, collate_fn=collate_stacked)
-    images: dict[int, Tensor] = {}
-    for batch in loader:
-        images.update(zip(batch.indices.tolist(), batch.inputs, strict=True))
+    """Build the pipeline and the loader as a data module does, under ``torch_seed`` given as the runner gives the
+    config's seed (torch's generator and PL_GLOBAL_SEED, as lightning.seed_everything sets them); one epoch's images
+    by index."""
+    with mock.patch.dict(os.environ, {"PL_GLOBAL_SEED": str(torch_seed)}):
+        torch.manual_seed(torch_seed)
+        dataset = RepeatedImage(Jitter(seed=draw_seed()))
+        loader = make_loader(dataset, 2, train=True, num_workers=num_workers, collate_fn=collate_stacked)
+        images: dict[int, Tensor] = {}
+        for batch in loader:
+            images.update(zip(batch.indices.tolist(), batch.inputs, strict=True))
     return [images[i] for i in sorted(images)]
 
 
@@ -303,3 +309,16 @@ def test_an_unreadable_evaluation_image_keeps_its_error_type_through_worker_proc
 
     with pytest.raises(ImageLoadError, match=r"absent0\.jpg"):
         next(iter(loader))
+
+
+def test_the_training_shuffle_depends_on_seed_and_epoch_alone() -> None:
+    dataset = list(range(50))
+    sampler = EpochShuffle(dataset, seed=7)
+    first = list(sampler)
+    torch.rand(1000)  # whatever else drew from torch's global stream in between
+
+    assert list(sampler) == first and sorted(first) == dataset
+    sampler.set_epoch(1)
+    assert list(sampler) != first
+    assert list(EpochShuffle(dataset, seed=8)) != first
+    assert isinstance(sampler, RandomSampler)  # so Lightning keeps shuffling under DDP
