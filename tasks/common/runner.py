@@ -141,6 +141,9 @@ class DurableCheckpointIO(TorchCheckpointIO):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp's 0600 would hide the checkpoint from the user's group
         try:
             with os.fdopen(handle, "wb") as file:
                 torch.save(checkpoint, file)

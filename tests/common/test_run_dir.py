@@ -3,6 +3,7 @@ checkpoint is written whole or not at all."""
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -48,6 +49,9 @@ def test_a_checkpoint_save_that_fails_midway_leaves_the_previous_one_whole(
     io = DurableCheckpointIO()
     io.save_checkpoint({"state_dict": {"w": torch.ones(3)}}, path)
     before = path.read_bytes()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # an ordinary file, not a temporary file's 0600
     real_save = torch.save
 
     def save_half_then_die(obj: object, file: BinaryIO) -> None:
