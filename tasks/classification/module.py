@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import csv
-import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from lightning.pytorch.strategies import DDPStrategy
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from tasks.classification.data import build_eval_transform
+from tasks.common.classifier_module import ClassifierModule
 from tasks.common.data import Batch
 from tasks.common.errors import ConfigError
-from tasks.common.module import TaskModule
 
 __all__ = [
     "ClassificationModule",
@@ -26,7 +24,6 @@ __all__ = [
     "plot_confusion_matrix",
 ]
 
-logger = logging.getLogger(__name__)
 
 TOP_K = 5
 # Rows of the (N, C) score matrix rebuilt per torchmetrics update: bounds memory on ImageNet's 50k x 1000.
@@ -111,7 +108,7 @@ def plot_confusion_matrix(confusion: Tensor, class_names: Sequence[str], path: P
     figure.savefig(path, dpi=100)
 
 
-class ClassificationModule(TaskModule):
+class ClassificationModule(ClassifierModule):
     """Trains an ``ImageClassifier`` with cross-entropy (no label smoothing: the paper's advice for small models).
 
     Validation keeps each image's label and top-5 classes (its dataset index is the key the shared gathering
@@ -145,27 +142,6 @@ class ClassificationModule(TaskModule):
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
-
-    def setup(self, stage: str) -> None:
-        super().setup(stage)
-        strategy = self.trainer.strategy
-        if (
-            stage == "fit"
-            and self.model.freeze_backbone_epochs > 0
-            and isinstance(strategy, DDPStrategy)
-            # Private: DDPStrategy has no public accessor for the arguments it hands DistributedDataParallel.
-            and not strategy._ddp_kwargs.get("find_unused_parameters", False)
-        ):
-            # A frozen backbone's parameters get no gradient, which plain DDP treats as an error mid-epoch.
-            raise ConfigError(
-                "model.freeze_backbone_epochs > 0 under DDP needs trainer.strategy: ddp_find_unused_parameters_true"
-            )
-
-    def on_train_epoch_start(self) -> None:
-        frozen = self.current_epoch < self.model.freeze_backbone_epochs
-        if frozen != self.model.backbone_frozen:
-            self.model.set_backbone_frozen(frozen)
-            logger.info("epoch %d: backbone %s", self.current_epoch, "frozen" if frozen else "trainable")
 
     def distillation_outputs(self, inputs: Tensor) -> Tensor:
         """Class logits (N, C)."""

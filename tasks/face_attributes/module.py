@@ -3,19 +3,17 @@ counted once per image, and the two hooks a distillation run trains students of 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from lightning.pytorch.strategies import DDPStrategy
 from torch import Tensor, nn
 
+from tasks.common.classifier_module import ClassifierModule
 from tasks.common.data import Batch
 from tasks.common.errors import ConfigError
-from tasks.common.module import TaskModule
 from tasks.face_attributes.data import build_eval_transform
 from tasks.face_attributes.evaluation import (
     AttributeScores,
@@ -28,10 +26,8 @@ from tasks.face_attributes.losses import masked_binary_cross_entropy
 
 __all__ = ["FaceAttributesModule"]
 
-logger = logging.getLogger(__name__)
 
-
-class FaceAttributesModule(TaskModule):
+class FaceAttributesModule(ClassifierModule):
     """Trains an ``ImageClassifier`` with one logit per attribute by binary cross-entropy (mean over the labelled
     attributes of the batch's images; NaN targets, images without labels, are left out).
 
@@ -65,26 +61,6 @@ class FaceAttributesModule(TaskModule):
                 f"model.num_classes is {self.model.num_classes} but the data has {len(self.attribute_names)} attributes"
             )
         self._scores: AttributeScores | None = None
-
-    def setup(self, stage: str) -> None:
-        super().setup(stage)
-        strategy = self.trainer.strategy
-        if (
-            stage == "fit"
-            and self.model.freeze_backbone_epochs > 0
-            and isinstance(strategy, DDPStrategy)
-            # Private: DDPStrategy has no public accessor for the arguments it hands DistributedDataParallel.
-            and not strategy._ddp_kwargs.get("find_unused_parameters", False)
-        ):
-            raise ConfigError(
-                "model.freeze_backbone_epochs > 0 under DDP needs trainer.strategy: ddp_find_unused_parameters_true"
-            )
-
-    def on_train_epoch_start(self) -> None:
-        frozen = self.current_epoch < self.model.freeze_backbone_epochs
-        if frozen != self.model.backbone_frozen:
-            self.model.set_backbone_frozen(frozen)
-            logger.info("epoch %d: backbone %s", self.current_epoch, "frozen" if frozen else "trainable")
 
     def distillation_outputs(self, inputs: Tensor) -> Tensor:
         """(N, 3, H, W) images in [0, 1] -> (N, A) attribute logits."""

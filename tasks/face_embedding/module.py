@@ -4,20 +4,18 @@ network, and the embedding a distillation tool compares (Table 14: the squared d
 from __future__ import annotations
 
 import csv
-import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from lightning.pytorch.strategies import DDPStrategy
 from torch import Tensor, nn
 
 from tasks.common.classifier import ImageClassifier
+from tasks.common.classifier_module import ClassifierModule
 from tasks.common.data import Batch
 from tasks.common.errors import ConfigError
-from tasks.common.module import TaskModule
 from tasks.face_embedding.data import UNLABELED_TARGET, build_eval_transform
 from tasks.face_embedding.model import FaceEmbedder
 from tasks.face_embedding.verification import (
@@ -31,7 +29,6 @@ from tasks.face_embedding.verification import (
 
 __all__ = ["FaceEmbeddingModule", "verification_metrics", "write_folds_csv", "plot_roc"]
 
-logger = logging.getLogger(__name__)
 
 # The false-accept rates TAR is reported at, by the name their metrics.json keys use.
 FARS: dict[str, float] = {"1e-3": 1e-3, "1e-4": 1e-4}
@@ -126,7 +123,7 @@ def plot_roc(
     figure.savefig(path, dpi=100)
 
 
-class FaceEmbeddingModule(TaskModule):
+class FaceEmbeddingModule(ClassifierModule):
     """Trains an identity classifier (``tasks.common.classifier.ImageClassifier``) with cross-entropy over the
     training identities, and evaluates any network of the task by LFW verification of its embeddings.
 
@@ -170,26 +167,6 @@ class FaceEmbeddingModule(TaskModule):
 
     # ---------------------------------------------------------------------------------------------------------
     # Training
-
-    def setup(self, stage: str) -> None:
-        super().setup(stage)
-        strategy = self.trainer.strategy
-        if (
-            stage == "fit"
-            and self.model.freeze_backbone_epochs > 0
-            and isinstance(strategy, DDPStrategy)
-            # Private: DDPStrategy has no public accessor for the arguments it hands DistributedDataParallel.
-            and not strategy._ddp_kwargs.get("find_unused_parameters", False)
-        ):
-            raise ConfigError(
-                "model.freeze_backbone_epochs > 0 under DDP needs trainer.strategy: ddp_find_unused_parameters_true"
-            )
-
-    def on_train_epoch_start(self) -> None:
-        frozen = self.current_epoch < self.model.freeze_backbone_epochs
-        if frozen != self.model.backbone_frozen:
-            self.model.set_backbone_frozen(frozen)
-            logger.info("epoch %d: backbone %s", self.current_epoch, "frozen" if frozen else "trainable")
 
     def training_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         """Cross-entropy over the training identities; images whose target is ``UNLABELED_TARGET`` do not count."""
