@@ -22,7 +22,15 @@ from torch import nn
 from backbone.classifier import FeatureClassifier
 from backbone.mobilenet_v1 import MobileNetV1Backbone
 
-__all__ = ["WeightLoadError", "LoadResult", "load_weights", "load_weights_report", "read_state_dict", "find_backbone"]
+__all__ = [
+    "WeightLoadError",
+    "LoadResult",
+    "load_weights",
+    "load_weights_report",
+    "read_state_dict",
+    "find_backbone",
+    "unsafe_pickle_reason",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -159,8 +167,8 @@ def _read_torch(path: str) -> object:
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError, ... depending on the damage
         message = str(error)
-        if "Weights only load failed" in message:
-            reason = _unsafe_global(message)
+        reason = unsafe_pickle_reason(error)
+        if reason is not None:
             raise WeightLoadError(
                 f"{path}: refused: the file's pickle would import or call {reason}, which safe (weights_only) "
                 "loading does not allow; nothing from it was run. Re-save plain tensors (state_dict) or safetensors."
@@ -169,6 +177,12 @@ def _read_torch(path: str) -> object:
             f"{path}: not a readable torch weights file (truncated or corrupt?): {type(error).__name__}: "
             f"{message.splitlines()[0] if message else ''}"
         ) from error
+
+
+def unsafe_pickle_reason(error: BaseException) -> str | None:
+    """What a weights-only ``torch.load`` refused to import or call, when ``error`` is that refusal; else None."""
+    message = str(error)
+    return _unsafe_global(message) if "Weights only load failed" in message else None
 
 
 def _unsafe_global(message: str) -> str:
@@ -295,17 +309,18 @@ def _describe_failure(
 ) -> str:
     variant = "separable" if target.separable else "conv"
     variant += ", shallow" if target.shallow else ""
-    lines = [
-        f"{path}: cannot load these {source_format}-format weights into MobileNetV1Backbone"
-        f"(width_mult={target.width_mult}, {variant}):"
+    problems = [
+        _listing(what, keys)
+        for what, keys in (
+            ("shape mismatches (different width_mult?)", mismatched),
+            ("missing keys (in the model, not in the file)", missing),
+            ("unexpected keys (in the file, not in the model)", unexpected),
+        )
+        if keys
     ]
-    for what, keys in (
-        ("shape mismatches (different width_mult?)", mismatched),
-        ("missing keys (in the model, not in the file)", missing),
-        ("unexpected keys (in the file, not in the model)", unexpected),
-    ):
-        if keys:
-            lines.append("  " + _listing(what, keys))
-    if not (missing or unexpected or mismatched):
-        lines.append("  no tensor of the file matches the model")
-    return "\n".join(lines)
+    # One line: the tools print a user's error as a single "error: ..." line.
+    return (
+        f"{path}: cannot load these {source_format}-format weights into MobileNetV1Backbone"
+        f"(width_mult={target.width_mult}, {variant}): "
+        + ("; ".join(problems) if problems else "no tensor of the file matches the model")
+    )

@@ -26,8 +26,8 @@ from torch.utils.data import Dataset
 
 from tasks.common.data import AlbumentationsTransform, TaskDataModule, collate_stacked, draw_seed, image_to_tensor
 from tasks.common.errors import ConfigError, DatasetError
-from tasks.common.files import check_inside, find_images
-from tasks.common.images import load_rgb, try_load_rgb
+from tasks.common.files import IMAGE_SUFFIXES, check_inside, find_images
+from tasks.common.images import DEFAULT_MAX_IMAGE_PIXELS, load_rgb, try_load_rgb
 
 __all__ = [
     "Sample",
@@ -66,31 +66,44 @@ def read_image_folder(
     """Samples of ``split_dir/<class>/*`` (image suffixes only, searched recursively, sorted) and the class names.
 
     ``class_names`` fixes the label order (a validation split uses the training split's); by default the sorted
-    sub-folder names. A folder that is not one of ``class_names`` is an error naming it.
+    sub-folder names. A folder that is not one of ``class_names``, a class folder without images, and a split
+    without class folders are errors naming them.
     """
     split_dir = Path(split_dir)
     if not split_dir.is_dir():
         raise DatasetError(f"image folder not found: {split_dir} (expected {split_dir}/<class>/<image>)")
     folders = sorted(entry.name for entry in os.scandir(split_dir) if entry.is_dir())
+    if not folders:
+        raise DatasetError(f"no class folders in {split_dir} (expected {split_dir}/<class>/<image>)")
     if class_names is None:
         class_names = folders
     label_of = {name: label for label, name in enumerate(class_names)}
     samples: list[Sample] = []
+    empty: list[str] = []
     for folder in folders:
         if folder not in label_of:
             raise DatasetError(f"{split_dir / folder}: class {folder!r} is not one of the training classes")
-        samples.extend(Sample(path, label_of[folder]) for path in find_images(split_dir / folder))
-    if not samples:
-        raise DatasetError(f"no images under {split_dir} (expected {split_dir}/<class>/<image>)")
+        images = find_images(split_dir / folder)
+        if not images:
+            empty.append(folder)
+        samples.extend(Sample(path, label_of[folder]) for path in images)
+    if empty:  # as torchvision's ImageFolder: a class without images is a mistake, not a class never to predict
+        shown = ", ".join(empty[:5]) + (f", ... ({len(empty) - 5} more)" if len(empty) > 5 else "")
+        suffixes = " ".join(IMAGE_SUFFIXES)
+        raise DatasetError(f"{split_dir}: {len(empty)} class folder(s) hold no image file ({suffixes}): {shown}")
     return samples, list(class_names)
 
 
 def _cell_strings(cell: np.ndarray, path: Path, field: str) -> list[str]:
     """A MATLAB cell array of strings as loadmat returns it: an (N, 1) object array of 1-element string arrays."""
     try:
-        return [str(np.asarray(item).ravel()[0]) for item in np.asarray(cell).ravel()]
+        values = [np.asarray(item).ravel()[0] for item in np.asarray(cell).ravel()]
     except (IndexError, TypeError) as error:
         raise DatasetError(f"{path}: field {field} is not a cell array of strings") from error
+    for index, value in enumerate(values):
+        if not isinstance(value, str):  # a number would become a file name "5"
+            raise DatasetError(f"{path}: {field} entry {index + 1} is {value!r}, not a string")
+    return [str(value) for value in values]
 
 
 def read_dogs_list(path: str | Path) -> tuple[list[str], list[str], list[int]]:
@@ -113,14 +126,38 @@ def read_dogs_list(path: str | Path) -> tuple[list[str], list[str], list[int]]:
     for field, names in (("file_list", files), ("annotation_list", annotations)):
         for index, name in enumerate(names):
             check_inside(name, f"{path}: {field} entry {index + 1}", "the dataset root")
-    raw_labels = np.asarray(mat["labels"], dtype=np.float64).ravel()
+    try:
+        raw_labels = np.asarray(mat["labels"], dtype=np.float64).ravel()
+    except (TypeError, ValueError) as error:
+        raise DatasetError(f"{path}: field labels is not a numeric array ({error})") from error
     if not (len(files) == len(annotations) == len(raw_labels)):
         raise DatasetError(
             f"{path}: {len(files)} files, {len(annotations)} annotations and {len(raw_labels)} labels differ in number"
         )
-    if len(raw_labels) and (raw_labels.min() < 1 or not np.all(raw_labels == np.round(raw_labels))):
-        raise DatasetError(f"{path}: labels must be integers from 1, got min {raw_labels.min()}")
+    if not len(files):
+        raise DatasetError(f"{path}: the list is empty")
+    bad = np.flatnonzero(~np.isfinite(raw_labels) | (raw_labels < 1) | (raw_labels != np.round(raw_labels)))
+    if len(bad):
+        raise DatasetError(f"{path}: label of entry {bad[0] + 1} is {raw_labels[bad[0]]}; labels are integers from 1")
     return files, annotations, [int(label) for label in raw_labels]
+
+
+def _voc_box(obj: ET.Element, path: Path, number: int) -> list[float]:
+    """The 1-based inclusive (xmin, ymin, xmax, ymax) of the ``number``-th <object>: finite, max >= min."""
+    values = []
+    for key in ("xmin", "ymin", "xmax", "ymax"):
+        text = obj.findtext(f"bndbox/{key}")
+        try:
+            values.append(float(text or ""))
+        except ValueError:
+            raise DatasetError(f"{path}: object {number} has bndbox/{key} {text!r}, expected a number") from None
+    xmin, ymin, xmax, ymax = values
+    if not np.isfinite(values).all() or xmax < xmin or ymax < ymin:
+        raise DatasetError(
+            f"{path}: object {number} has the box xmin, ymin, xmax, ymax = {values}, expected finite numbers with "
+            "xmax >= xmin and ymax >= ymin"
+        )
+    return values
 
 
 def read_voc_boxes(path: str | Path) -> np.ndarray:
@@ -133,12 +170,9 @@ def read_voc_boxes(path: str | Path) -> np.ndarray:
         raise DatasetError(f"annotation file not found: {path}")
     try:
         root = ET.parse(path).getroot()
-        boxes = [
-            [float(obj.findtext(f"bndbox/{key}")) for key in ("xmin", "ymin", "xmax", "ymax")]
-            for obj in root.iter("object")
-        ]
-    except (ET.ParseError, TypeError, ValueError) as error:
-        raise DatasetError(f"{path}: not a Pascal-VOC annotation with numeric bndbox fields: {error}") from error
+    except ET.ParseError as error:  # expat refuses entity expansion bombs too ("amplification factor")
+        raise DatasetError(f"{path}: not a readable XML file: {error}") from error
+    boxes = [_voc_box(obj, path, number) for number, obj in enumerate(root.iter("object"), start=1)]
     if not boxes:
         raise DatasetError(f"{path}: no <object> with a <bndbox>")
     array = np.asarray(boxes, dtype=np.float32)
@@ -263,23 +297,31 @@ def _crop(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
 
 class ClassificationDataset(Dataset):
     """Decoded, cropped and transformed samples: item ``i`` is (image (3, S, S), label, i), or None when
-    ``skip_unreadable`` and the file cannot be decoded (a warning names it; ``collate_stacked`` drops it).
-    Without ``skip_unreadable`` (validation) an unreadable file raises ImageLoadError naming it.
+    ``skip_unreadable`` and the file cannot be decoded or has more than ``max_pixels`` pixels (a warning names it;
+    ``collate_stacked`` drops it). Without ``skip_unreadable`` (validation) such a file raises ImageLoadError.
     """
 
     def __init__(
-        self, samples: Sequence[Sample], transform: Callable[[np.ndarray], Tensor], skip_unreadable: bool = False
+        self,
+        samples: Sequence[Sample],
+        transform: Callable[[np.ndarray], Tensor],
+        skip_unreadable: bool = False,
+        max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
     ) -> None:
         self.samples = list(samples)
         self.transform = transform
         self.skip_unreadable = skip_unreadable
+        self.max_pixels = max_pixels
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[Tensor, int, int] | None:
         sample = self.samples[index]
-        image = try_load_rgb(sample.path) if self.skip_unreadable else load_rgb(sample.path)
+        if self.skip_unreadable:
+            image = try_load_rgb(sample.path, max_pixels=self.max_pixels)
+        else:
+            image = load_rgb(sample.path, max_pixels=self.max_pixels)
         if image is None:
             return None
         if sample.box is not None:
@@ -309,13 +351,9 @@ class ClassificationDataModule(TaskDataModule):
             centre (0.875: 256 -> 224).
         crop_to_box: Stanford Dogs only: crop every image to its annotated dog before augmentation: "union" of all
             boxes of the image (every dog in view), "first" box listed, or "none".
-        mean, std: the RGB normalisation the model applies to inputs in [0, 1]; None: the backbone's own (see
-            ``TaskDataModule``).
-        val_batch_size: images per validation step (default ``batch_size``).
-        label_fraction, label_seed: train on a seeded subset of this fraction of the training split's labels
-            (tools/distill.py gives the rest to the teacher as unlabelled images); see ``TaskDataModule``.
-        max_bad_fraction, min_seen_for_bad_fraction: when unreadable training images stop the run; see
-            ``TaskDataModule``.
+        shared: the settings of every task, ``TaskDataModule``'s: ``val_batch_size``, ``mean``, ``std``,
+            ``label_fraction``, ``label_seed``, ``max_bad_fraction``, ``min_seen_for_bad_fraction``,
+            ``max_image_pixels``.
     """
 
     collate_fn = staticmethod(collate_stacked)
@@ -332,25 +370,9 @@ class ClassificationDataModule(TaskDataModule):
         color_jitter: float = 0.0,
         eval_crop_fraction: float = 0.875,
         crop_to_box: BoxCrop = "none",
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-        val_batch_size: int | None = None,
-        label_fraction: float = 1.0,
-        label_seed: int = 0,
-        max_bad_fraction: float = 0.01,
-        min_seen_for_bad_fraction: int = 200,
+        **shared: Any,
     ) -> None:
-        super().__init__(
-            batch_size,
-            num_workers,
-            val_batch_size,
-            mean,
-            std,
-            label_fraction,
-            label_seed,
-            max_bad_fraction,
-            min_seen_for_bad_fraction,
-        )
+        super().__init__(batch_size, num_workers, **shared)
         if layout not in ("imagefolder", "stanford_dogs"):
             raise ConfigError(f"data.layout must be 'imagefolder' or 'stanford_dogs', got {layout!r}")
         if crop_to_box not in ("none", "union", "first"):
@@ -408,8 +430,10 @@ class ClassificationDataModule(TaskDataModule):
                 self.eval_crop_fraction,
                 seed=draw_seed(),
             )
-            self.train_dataset = ClassificationDataset(train, transform, skip_unreadable=True)
+            self.train_dataset = ClassificationDataset(
+                train, transform, skip_unreadable=True, max_pixels=self.max_image_pixels
+            )
         if self.val_dataset is None:
             self.val_dataset = ClassificationDataset(
-                val, build_eval_transform(self.image_size, self.eval_crop_fraction)
+                val, build_eval_transform(self.image_size, self.eval_crop_fraction), max_pixels=self.max_image_pixels
             )

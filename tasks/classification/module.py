@@ -155,7 +155,7 @@ class ClassificationModule(ClassifierModule):
     def validation_results(self, batch: Batch) -> list[tuple[int, list[int]]]:
         """Per image (label, its top-5 classes best first)."""
         logits = self.model(batch.inputs)
-        self.log("val/loss", self.criterion(logits, batch.targets), batch_size=len(batch), sync_dist=True)
+        self.log_validation_loss(batch, nn.functional.cross_entropy(logits, batch.targets, reduction="none"))
         topk = logits.topk(min(TOP_K, self.num_classes), dim=1).indices
         return list(zip(batch.targets.tolist(), topk.tolist(), strict=True))
 

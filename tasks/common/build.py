@@ -16,7 +16,9 @@ import torch
 from torch import nn
 
 from backbone import BACKBONES, backbone_normalization, backbone_options
-from tasks.common.config import check_section, parameter_types
+from backbone.weights import unsafe_pickle_reason
+from tasks.common.classifier import refuse_model_hub
+from tasks.common.config import check_section, parameter_types, signature_keys
 from tasks.common.errors import CheckpointError, ConfigError
 from tasks.common.module import TaskModule
 from tasks.common.optim import OptimizerConfig
@@ -35,7 +37,7 @@ __all__ = [
     "profile_target",
 ]
 
-TOP_LEVEL_KEYS = ("task", "seed", "min_steps", "model", "data", "optimizer", "trainer")
+TOP_LEVEL_KEYS = ("task", "seed", "min_steps", "checkpoint_every_n_steps", "model", "data", "optimizer", "trainer")
 # Trainer arguments the runner sets itself.
 _RUNNER_TRAINER_KEYS = ("callbacks", "logger", "default_root_dir", "enable_checkpointing")
 # Builder arguments that come from the data section (resolved input normalisation), never from model:.
@@ -67,6 +69,8 @@ def _model_schema(task: Task, model: Mapping[str, Any], source: str) -> dict[str
         schema.update({key: param.annotation for key, param in backbone_options(name).items()})
     elif not isinstance(name, str | None):
         raise ConfigError(f"{source}: model.backbone must be a string, got {name!r}")
+    elif name is not None:
+        refuse_model_hub(name, f"{source}: model.backbone")
     return schema
 
 
@@ -89,7 +93,7 @@ def check_config(
             if not isinstance(config[key], dict):
                 raise ConfigError(f"{source}: {key} must be a mapping, got {config[key]!r}")
             check_section(config[key], target, key, source)
-    for key in ("seed", "min_steps"):
+    for key in ("seed", "min_steps", "checkpoint_every_n_steps"):
         value = config.get(key, 0)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ConfigError(f"{source}: {key} must be an integer >= 0, got {value!r}")
@@ -115,7 +119,7 @@ def resolve_normalization(task: Task, config: dict[str, Any]) -> None:
     that the values used are saved with the run. A network the backbone registry does not know (``timm:NAME``)
     keeps None: its builder takes the network's own."""
     data = config["data"]
-    names = inspect.signature(task.datamodule).parameters
+    names = signature_keys(task.datamodule)
     if "mean" not in names or (data.get("mean") is not None and data.get("std") is not None):
         return
     name = _backbone_name(_builder(task, config["model"]), config["model"]) or "mobilenet_v1"
@@ -165,10 +169,17 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any failure to read is reported with the file name
+        reason = unsafe_pickle_reason(error)
+        if reason is not None:  # torch's own message goes on to explain how to load the file unsafely
+            raise CheckpointError(
+                f"{path}: refused: its pickle would import or call {reason}, which safe (weights-only) loading does "
+                "not allow; nothing from it was run"
+            ) from error
         raise CheckpointError(
-            f"cannot read checkpoint {path}: {type(error).__name__}: {str(error).splitlines()[0][:300]}"
+            f"cannot read checkpoint {path} (truncated, or not a torch file?): {type(error).__name__}: "
+            f"{(str(error).splitlines() or [''])[0][:300]}"
         ) from error
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise CheckpointError(f"{path} is not a Lightning checkpoint of this toolkit (no state_dict)")
     return checkpoint
 
@@ -189,6 +200,17 @@ def load_checkpoint(module: TaskModule, path: str | Path, checkpoint: dict | Non
     path = Path(path)
     checkpoint = checkpoint if checkpoint is not None else read_checkpoint(path)
     hyper = checkpoint.get("hyper_parameters") or {}
+    saved = hyper.get("model") or {}
+    current = dict(module.hparams.get("model", {}))
+    may_differ = {"backbone_weights", *module.inference_keys}
+    differing = [k for k in (set(saved) | set(current)) - may_differ if saved.get(k) != current.get(k)] if saved else []
+    differing.sort(key=lambda k: (k != "name", k))  # model.name first: it tells another task or architecture
+    details = ", ".join(f"model.{k}: checkpoint {saved.get(k)!r} vs config {current.get(k)!r}" for k in differing)
+    refused = CheckpointError(
+        f"{path} was written for another model: {details} (the run's config.yaml holds its settings)"
+    )
+    if "name" in differing:  # another task or architecture: say so before comparing its classes
+        raise refused
     saved_info, current_info = hyper.get("data_info"), module.hparams.get("data_info")
     if saved_info is not None and current_info is not None:
         for key in module.checkpoint_data_keys:
@@ -197,19 +219,13 @@ def load_checkpoint(module: TaskModule, path: str | Path, checkpoint: dict | Non
                     f"{path} was trained on other classes: data_info.{key} is {saved_info[key]!r} in the checkpoint, "
                     f"{current_info.get(key)!r} in the data"
                 )
-    saved = hyper.get("model")
-    current = dict(module.hparams.get("model", {}))
-    if saved is not None:
-        may_differ = {"backbone_weights", *module.inference_keys}
-        differing = sorted(k for k in (set(saved) | set(current)) - may_differ if saved.get(k) != current.get(k))
-        if differing:
-            details = ", ".join(
-                f"model.{k}: checkpoint {saved.get(k)!r} vs config {current.get(k)!r}" for k in differing
-            )
-            raise CheckpointError(
-                f"{path} was written for another model: {details} (the run's config.yaml holds its settings)"
-            )
-    result = module.load_state_dict(checkpoint["state_dict"], strict=False)
+    if differing:
+        raise refused
+    try:
+        result = module.load_state_dict(checkpoint["state_dict"], strict=False)
+    except RuntimeError as error:  # shapes that differ although the saved settings agree (a hand-made file)
+        first = str(error).splitlines()[1:2] or [str(error)]
+        raise CheckpointError(f"{path} does not fit the model: {first[0].strip()[:300]}") from error
     if result.missing_keys or result.unexpected_keys:
         raise CheckpointError(
             f"{path} does not fit the model: missing {result.missing_keys[:10]} ({len(result.missing_keys)}), "

@@ -15,7 +15,7 @@ from backbone import BACKBONES, FeatureClassifier, WeightLoadError, backbone_nor
 from backbone.weights import read_state_dict
 from tasks.common.errors import ConfigError
 
-__all__ = ["ImageClassifier", "build_classifier"]
+__all__ = ["ImageClassifier", "build_classifier", "refuse_model_hub"]
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +107,18 @@ def _head_name(network: nn.Module) -> str:
     return next(path for path, module in network.named_modules() if module is head)
 
 
+def refuse_model_hub(backbone: str, key: str = "model.backbone") -> None:
+    """Raise ConfigError when ``backbone`` is a ``timm:NAME`` that timm would look up on a model hub even with
+    ``pretrained=False``: a scheme (``hf-hub:org/model``, ``hf_hub:``, ``local-dir:``) or a path (``org/model``).
+    Nothing is downloaded here; ``key`` is what the message names (``configs/x.yaml: model.backbone``)."""
+    name = backbone[len(_TIMM_PREFIX) :] if backbone.startswith(_TIMM_PREFIX) else ""
+    if ":" in name or "/" in name:
+        raise ConfigError(
+            f"{key} {backbone} names a model hub, and nothing is downloaded here: give a timm architecture name "
+            "(e.g. timm:mobilenetv3_large_100) and its weights as a local file"
+        )
+
+
 def _timm_network(
     name: str, num_classes: int, weights: str | None, dropout: float
 ) -> tuple[nn.Module, str, tuple[float, ...], tuple[float, ...]]:
@@ -114,11 +126,7 @@ def _timm_network(
     import timm
     from timm.data import resolve_data_config
 
-    if ":" in name or "/" in name:  # hf-hub:org/model, timm/model...: timm would fetch its config from a hub
-        raise ConfigError(
-            f"model.backbone {_TIMM_PREFIX}{name} names a model hub, and nothing is downloaded here: give a timm "
-            "architecture name (e.g. timm:mobilenetv3_large_100) and its weights as a local file"
-        )
+    refuse_model_hub(_TIMM_PREFIX + name)
     try:
         network = timm.create_model(name, pretrained=False, num_classes=num_classes, drop_rate=dropout)
     except RuntimeError as error:  # timm: "Unknown model (...)"

@@ -20,6 +20,7 @@ from tasks.common.errors import ConfigError
 
 __all__ = [
     "ConfigLoader",
+    "DuplicateKeyError",
     "parse_yaml",
     "load_config",
     "apply_overrides",
@@ -51,9 +52,52 @@ ConfigLoader.add_implicit_resolver(
 )
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping gives one key twice: PyYAML would keep the last value without a word."""
+
+
+def _refuse_duplicate_keys(node: yaml.Node, path: str = "", seen: set[int] | None = None) -> None:
+    seen = set() if seen is None else seen
+    if id(node) in seen:  # an alias of a node already checked (anchors may even make the graph recursive)
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first_line: dict[tuple[str, Any], int] = {}
+        for key_node, value_node in node.value:
+            name = f"{path}.{key_node.value}" if path else str(key_node.value)
+            # A merge key (``<<: *defaults``) is no duplicate: the keys after it override the defaults on purpose.
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                key, line = (key_node.tag, key_node.value), key_node.start_mark.line + 1
+                if key in first_line:
+                    raise DuplicateKeyError(f"duplicate key {name} on line {line} (first on line {first_line[key]})")
+                first_line[key] = line
+            _refuse_duplicate_keys(value_node, name, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _refuse_duplicate_keys(item, f"{path}[{index}]", seen)
+
+
 def parse_yaml(text: str) -> Any:
-    """YAML text to plain Python values (safely, with YAML 1.2 numbers: see ``ConfigLoader``)."""
-    return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - ConfigLoader is a SafeLoader
+    """YAML text to plain Python values (safely, with YAML 1.2 numbers: see ``ConfigLoader``). A key given twice in
+    one mapping raises ``DuplicateKeyError`` naming it and its lines."""
+    loader = ConfigLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _refuse_duplicate_keys(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _one_line(error: yaml.YAMLError) -> str:
+    """A YAML error as one line, with the line and column where it was found."""
+    if not isinstance(error, yaml.MarkedYAMLError):
+        return str(error)
+    mark = error.problem_mark or error.context_mark
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return where + "; ".join(part for part in (error.context, error.problem) if part)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -62,7 +106,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = parse_yaml(path.read_text())
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from error
+        raise ConfigError(f"{path}: not valid YAML: {_one_line(error)}") from error
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -81,7 +125,8 @@ def apply_overrides(config: dict[str, Any], overrides: Sequence[str], source: st
         try:
             value = parse_yaml(raw) if raw != "" else ""
         except yaml.YAMLError as error:
-            raise ConfigError(f"{source}: override {override!r}: value is not valid YAML: {error}") from error
+            problem = _one_line(error)
+            raise ConfigError(f"{source}: override {override!r}: value is not valid YAML: {problem}") from error
         node = config
         parts = key.split(".")
         for depth, part in enumerate(parts[:-1]):
@@ -106,23 +151,47 @@ def dump_config(config: Mapping[str, Any], path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(clean, sort_keys=False))
 
 
+def _constructors(target: Callable[..., Any]) -> list[Callable[..., Any]]:
+    """The functions whose keyword parameters ``target`` accepts: a function itself; a class's ``__init__``, then,
+    while it passes ``**kwargs`` on, the ``__init__`` of each base class up the MRO (a task's data module forwards
+    the settings every task shares to ``TaskDataModule``)."""
+    if not inspect.isclass(target):
+        return [target]
+    chain: list[Callable[..., Any]] = []
+    for cls in inspect.getmro(target):
+        if "__init__" not in vars(cls) or cls is object:
+            continue
+        chain.append(cls.__init__)
+        kinds = {param.kind for param in inspect.signature(cls.__init__).parameters.values()}
+        if inspect.Parameter.VAR_KEYWORD not in kinds:
+            break
+    return chain or [target.__init__]
+
+
 def signature_keys(target: Callable[..., Any]) -> dict[str, inspect.Parameter]:
-    """The keyword parameters a config section may set for ``target`` (a function, class or dataclass)."""
-    init = target.__init__ if inspect.isclass(target) else target
-    params = inspect.signature(init).parameters
-    return {
-        name: param
-        for name, param in params.items()
-        if name != "self" and param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY)
-    }
+    """The keyword parameters a config section may set for ``target`` (a function, class or dataclass), the
+    subclass's own first; those a class forwards to its base through ``**kwargs`` included."""
+    keys: dict[str, inspect.Parameter] = {}
+    for init in _constructors(target):
+        for name, param in inspect.signature(init).parameters.items():
+            if name != "self" and param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
+                keys.setdefault(name, param)
+    return keys
 
 
 def _type_hints(target: Callable[..., Any]) -> dict[str, Any]:
-    init = target.__init__ if inspect.isclass(target) and not dataclasses.is_dataclass(target) else target
-    try:
-        return typing.get_type_hints(init)
-    except Exception:  # unresolvable forward references in third-party code: skip type checks there
-        return {}
+    if dataclasses.is_dataclass(target):
+        inits: list[Any] = [target]
+    else:
+        inits = _constructors(target)
+    hints: dict[str, Any] = {}
+    for init in inits:
+        try:
+            found = typing.get_type_hints(init)
+        except Exception:  # unresolvable forward references in third-party code: skip type checks there
+            found = {}
+        hints = {**found, **hints}
+    return hints
 
 
 def _matches(value: Any, annotation: Any) -> bool:

@@ -50,10 +50,12 @@ def collect_images(inputs: Sequence[str | Path]) -> list[Path]:
 
 def check_inside(name: object, where: str, folder: str = "the image folder") -> str:
     """``name``, a file name from a dataset's list or annotation file, checked to stay inside ``folder``: a string,
-    not empty, not absolute (POSIX or Windows, drive letters included) and without ``..``. Otherwise a DatasetError
-    that starts with ``where`` (the file and line, or the file and entry)."""
+    not empty, without a NUL, not absolute (POSIX or Windows, drive letters included) and without ``..``. Otherwise a
+    DatasetError that starts with ``where`` (the file and line, or the file and entry)."""
     if not isinstance(name, str) or not name.strip():
         raise DatasetError(f"{where}: file name {name!r} is not a non-empty string")
+    if "\0" in name:  # no file system allows it, and open() raises ValueError rather than OSError on it
+        raise DatasetError(f"{where}: file name {name!r} holds a NUL character")
     if PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute() or PureWindowsPath(name).drive:
         raise DatasetError(f"{where}: absolute file name {name!r}; names are relative to {folder}")
     if ".." in PureWindowsPath(name).parts:

@@ -3,7 +3,8 @@
 A task writes a subclass that implements the hooks (``training_loss``, ``validation_results``, ``compute_metrics``,
 ``predict_records``, ``example_input``; optionally ``draw_prediction`` and ``write_outputs``) and sets the class
 attributes (``monitor``, ``mode``, ...). The base owns the steps, the skipped-image logging, the one gather /
-de-duplicate / broadcast of validation results (each sample counted once under DDP), ``final_metrics``, the
+de-duplicate / broadcast of validation results and of the losses a task records with ``log_validation_loss`` (each
+sample counted once under DDP), ``final_metrics``, the
 optimizer over ``trainable_module()`` and the schedule. The network is built by ``tasks.common.build`` and handed in.
 """
 
@@ -17,6 +18,7 @@ from typing import Any, ClassVar, Literal
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from tasks.common.data import Batch
@@ -86,6 +88,8 @@ class TaskModule(L.LightningModule):
         self.optimizer_config = OptimizerConfig(**(optimizer or {}))
         self.data_info: dict[str, Any] = dict(data_info)
         self._results: dict[int, Any] = {}
+        # Each validation sample's (loss, weight), when the task records them (``log_validation_loss``).
+        self._losses: dict[int, tuple[float, float]] = {}
         self._metrics: dict[str, Any] = {}
         # Every sample's validation result, on the first process only, after a validation epoch.
         self.all_results: dict[int, Any] = {}
@@ -93,6 +97,9 @@ class TaskModule(L.LightningModule):
         # plain callable, so nothing it holds (a teacher) joins this module's parameters, state dict or optimizer.
         self.training_objective: Callable[[TaskModule, Batch], tuple[Tensor, dict[str, Tensor]]] | None = None
         self._resumed_rng: dict[str, Any] | None = None
+        self._non_finite_skipped = 0
+        # (optimizer steps in all, per epoch) as the runner planned them; None: Lightning's estimate.
+        self.schedule_length: tuple[int, int] | None = None
 
     # ---------------------------------------------------------------------------------------------------------
     # The hooks a task implements
@@ -155,40 +162,66 @@ class TaskModule(L.LightningModule):
             self._resumed_rng = None
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        bad = [
+            name
+            for name, value in checkpoint.get("state_dict", {}).items()
+            if value.is_floating_point() and not bool(torch.isfinite(value).all())
+        ]
+        if bad:
+            raise NonFiniteLossError(
+                f"the weights hold NaN or infinite values ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}) at "
+                f"step {self.global_step}: not saved, so the last checkpoint keeps the last good weights. A lower "
+                "optimizer.lr or trainer.gradient_clip_val usually cures it"
+            )
         checkpoint[RNG_KEY] = rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._resumed_rng = checkpoint.get(RNG_KEY)
 
-    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
         size = max(1, len(batch))
         if batch.skipped:
             self.log("train/skipped_images", float(batch.skipped), reduce_fx="sum", batch_size=size)
-        self._count_unreadable(len(batch), batch.skipped)
-        if not len(batch):
+        loss: Tensor | None = None
+        logs: dict[str, Tensor] = {}
+        if len(batch):
+            objective = self.training_objective
+            loss, logs = objective(self, batch) if objective is not None else self.training_loss(batch)
+        here = loss is not None and not bool(torch.isfinite(loss.detach()).all())
+        read, unreadable, non_finite = self._summed_over_processes([len(batch), batch.skipped, int(here)])
+        self._count_unreadable(read, unreadable)
+        if non_finite:
+            self._skip_or_stop(loss, logs, batch_idx)
+            return None  # no backward pass, no optimizer step (in every process: the decision is shared)
+        if loss is None:
             # Every image of the batch was unreadable: a zero loss that still reaches every trainable parameter,
             # so that under DDP this process joins the gradient all-reduce like the others.
             return torch.stack([p.sum() for p in self.parameters() if p.requires_grad]).sum() * 0.0
-        objective = self.training_objective
-        loss, logs = objective(self, batch) if objective is not None else self.training_loss(batch)
-        self._stop_on_non_finite(loss, logs, batch_idx)
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         for name, value in logs.items():
             self.log(f"train/{name}", value, batch_size=size)
         return loss
 
+    def _summed_over_processes(self, counts: list[int]) -> list[int]:
+        """``counts`` summed over every process: one all-reduce per training step, for all that every process must
+        decide alike (unreadable images, a non-finite loss)."""
+        if self.trainer.world_size <= 1:
+            return counts
+        total = self.trainer.strategy.reduce(
+            torch.tensor(counts, dtype=torch.float64, device=self.device), reduce_op="sum"
+        )
+        return [int(value) for value in total.tolist()]
+
     def _count_unreadable(self, read: int, skipped: int) -> None:
         """Stop with a DatasetError, in every process at once, when more than the data's ``max_bad_fraction`` of the
-        training images seen so far (all processes) were unreadable, from ``min_seen_for_bad_fraction`` on."""
+        training images seen so far (``read`` and ``skipped`` in this step, all processes) were unreadable, from
+        ``min_seen_for_bad_fraction`` on."""
         datamodule = getattr(self.trainer, "datamodule", None)
         fraction = getattr(datamodule, "max_bad_fraction", None)
         if fraction is None:
             return
-        counts = torch.tensor([float(read + skipped), float(skipped)], device=self.device)
-        if self.trainer.world_size > 1:
-            counts = self.trainer.strategy.reduce(counts, reduce_op="sum")
-        self._images_seen += int(counts[0])
-        self._images_unreadable += int(counts[1])
+        self._images_seen += read + skipped
+        self._images_unreadable += skipped
         seen, bad = self._images_seen, self._images_unreadable
         if seen >= datamodule.min_seen_for_bad_fraction and bad > fraction * seen:
             raise DatasetError(
@@ -197,44 +230,66 @@ class TaskModule(L.LightningModule):
                 "files, or raise data.max_bad_fraction"
             )
 
-    def _stop_on_non_finite(self, loss: Tensor, logs: dict[str, Any], batch_idx: int) -> None:
-        """Raise NonFiniteLossError, in every process at once, when any process's loss is NaN or infinite: before
-        the optimizer step and the next checkpoint, so the last checkpoint keeps the last good weights."""
-        here = not bool(torch.isfinite(loss.detach()).all())
-        anywhere = here
-        if self.trainer.world_size > 1:
-            anywhere = bool(self.trainer.strategy.reduce_boolean_decision(here, all=False))
-        if not anywhere:
-            return
+    def _skip_or_stop(self, loss: Tensor | None, logs: dict[str, Any], batch_idx: int) -> None:
+        """A non-finite loss: skip the batch while the optimizer's ``skip_non_finite`` allows (counted and logged),
+        else raise NonFiniteLossError, in every process at once, before the optimizer step and the next checkpoint,
+        so the last checkpoint keeps the last good weights."""
+        self._non_finite_skipped += 1
+        allowed = self.optimizer_config.skip_non_finite
+        here = loss is not None and not bool(torch.isfinite(loss.detach()).all())
         where = f"{float(loss.detach()):.4g}" if here else "finite here but not in another process"
         terms = ", ".join(f"{name} {float(torch.as_tensor(value).detach()):.4g}" for name, value in logs.items())
-        raise NonFiniteLossError(
+        what = (
             f"the training loss is {where} at step {self.global_step} (epoch {self.current_epoch}, batch {batch_idx})"
-            f"{f'; its terms: {terms}' if terms else ''}. Training stopped; the last checkpoint holds the last good "
-            "weights. A lower optimizer.lr, a longer optimizer.warmup_epochs or trainer.gradient_clip_val usually "
-            "cures it"
+            f"{f'; its terms: {terms}' if terms else ''}"
+        )
+        if self._non_finite_skipped <= allowed:
+            self.log("train/skipped_non_finite", float(self._non_finite_skipped), reduce_fx="max", batch_size=1)
+            rank_zero_warn(f"{what}: batch skipped ({self._non_finite_skipped} of optimizer.skip_non_finite {allowed})")
+            return
+        skipped = f" after skipping {allowed} such batches (optimizer.skip_non_finite)" if allowed else ""
+        raise NonFiniteLossError(
+            f"{what}. Training stopped{skipped}; the last checkpoint holds the last good weights. A lower "
+            "optimizer.lr, a longer optimizer.warmup_epochs or trainer.gradient_clip_val usually cures it"
         )
 
     def on_validation_epoch_start(self) -> None:
         self._results = {}
+        self._losses = {}
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         results = self.validation_results(batch)
         for index, result in zip(batch.indices.tolist(), results, strict=True):
             self._results[int(index)] = result
 
+    def log_validation_loss(self, batch: Batch, losses: Tensor, weights: Tensor | None = None) -> None:
+        """Record each sample's validation loss, (B,) sums over the terms it holds (``weights``, (B,): how many;
+        default one each). At the epoch's end ``val/loss`` is logged as sum(losses) / sum(weights) over the whole
+        validation set, each sample once under DDP. (Per batch, ``self.log(..., sync_dist=True)`` would count the
+        samples a distributed sampler repeats, and Lightning's mean over processes that saw different numbers of
+        samples divides the summed counts as integers.)"""
+        weights = torch.ones_like(losses) if weights is None else weights
+        pairs = zip(batch.indices.tolist(), losses.tolist(), weights.tolist(), strict=True)
+        self._losses.update((int(index), (loss, weight)) for index, loss, weight in pairs)
+
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
             return
-        parts = [self._results]
+        parts = [(self._results, self._losses)]
         if self.trainer.world_size > 1:
             parts = [None] * self.trainer.world_size
-            torch.distributed.all_gather_object(parts, self._results)
+            torch.distributed.all_gather_object(parts, (self._results, self._losses))
         metrics: dict[str, Any] = {}
+        loss = None
         if self.trainer.is_global_zero:
-            self.all_results = merge_results(parts)
+            self.all_results = merge_results(results for results, _ in parts)
             metrics = self.compute_metrics(self.all_results)
-        self._metrics = self.trainer.strategy.broadcast(metrics, src=0)
+            losses = merge_results(losses for _, losses in parts).values()
+            weight = sum(weight for _, weight in losses)
+            loss = sum(value for value, _ in losses) / weight if weight > 0 else None
+        self._metrics, loss = self.trainer.strategy.broadcast((metrics, loss), src=0)
+        if loss is not None:
+            self.log("val/loss", loss)
         for name in self.logged_metrics:
             value = self._metrics.get(name)
             self.log(
@@ -247,9 +302,14 @@ class TaskModule(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = build_optimizer(self.trainable_module(), self.optimizer_config)
-        total_steps = int(self.trainer.estimated_stepping_batches)
-        # Optimizer steps per epoch: a run whose length is given in steps (trainer.max_steps) has max_epochs -1.
-        steps_per_epoch = math.ceil(self.trainer.num_training_batches / self.trainer.accumulate_grad_batches)
+        if self.schedule_length is not None:
+            # The runner's plan. (Lightning's estimate sets up the training loader before a resumed run's state is
+            # restored, and then keeps that loader: it would not continue where the checkpoint left off.)
+            total_steps, steps_per_epoch = self.schedule_length
+        else:
+            total_steps = int(self.trainer.estimated_stepping_batches)
+            # Optimizer steps per epoch: a run whose length is given in steps (trainer.max_steps) has max_epochs -1.
+            steps_per_epoch = math.ceil(self.trainer.num_training_batches / self.trainer.accumulate_grad_batches)
         return {
             "optimizer": optimizer,
             "lr_scheduler": build_scheduler(optimizer, self.optimizer_config, total_steps, max(1, steps_per_epoch)),

@@ -13,6 +13,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from tasks.common.errors import ConfigError
+
 __all__ = ["OptimizerConfig", "NORM_LAYERS", "parameter_groups", "build_optimizer", "build_scheduler"]
 
 # Normalisation layers (their subclasses, SyncBatchNorm and the lazy ones, included): never weight-decayed.
@@ -47,6 +49,8 @@ class OptimizerConfig:
             as TF's exponential_decay) or "constant".
         decay_rate: per-epoch factor of the exponential schedule.
         min_lr_factor: floor of the schedule as a fraction of ``lr``.
+        skip_non_finite: how many batches whose loss is NaN or infinite training may skip (no update; each counted
+            in ``train/skipped_non_finite``) before it stops; 0 (default): stop at the first.
     """
 
     name: Literal["rmsprop", "sgd", "adamw"] = "rmsprop"
@@ -61,6 +65,11 @@ class OptimizerConfig:
     schedule: Literal["cosine", "exponential", "constant"] = "cosine"
     decay_rate: float = 0.95
     min_lr_factor: float = 0.0
+    skip_non_finite: int = 0
+
+    def __post_init__(self) -> None:
+        if self.skip_non_finite < 0:
+            raise ConfigError(f"optimizer.skip_non_finite must be >= 0, got {self.skip_non_finite}")
 
 
 def _no_decay(module: nn.Module, param_name: str) -> bool:

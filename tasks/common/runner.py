@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -49,11 +50,50 @@ log = logging.getLogger(__name__)
 RUN_DIR_ENV = "MOBILENET_TOOLKIT_RUN_DIR"
 
 
+def _launcher_job_id() -> str | None:
+    """The id every process of a job started by torchrun or SLURM shares, None outside one: torchrun's rendezvous id
+    (``--rdzv-id``, or the one it draws on a single machine; the static rendezvous of ``--master-addr`` /
+    ``--master-port`` without ``--rdzv-id`` has the literal "none"), else the SLURM job and step (each ``srun`` is a
+    step) when SLURM started several tasks, as Lightning tells SLURM apart (not in an allocation whose job name is
+    "bash" or "interactive")."""
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID", "none")
+    if run_id != "none":
+        return "torchrun-" + re.sub(r"[^\w.-]", "_", run_id)
+    job, tasks = os.environ.get("SLURM_JOB_ID"), int(os.environ.get("SLURM_NTASKS", "1") or 1)
+    if job and tasks > 1 and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive"):
+        step = os.environ.get("SLURM_STEP_ID")
+        return f"slurm-{job}" + (f"-{step}" if step else "")
+    return None
+
+
 def default_run_dir(config_path: str | Path) -> Path:
-    """runs/<config name>/<timestamp>, with a suffix (-2, -3...) when a run started in the same second took it."""
+    """runs/<config name>/<timestamp>, with a suffix (-2, -3...) when a run started in the same second took it.
+
+    Processes started by torchrun or SLURM rather than Lightning's launcher start apart and cannot agree on a time:
+    they share runs/<config name>/<torchrun|slurm>-<job id> instead. Without a job id (torchrun's static rendezvous,
+    ``--master-addr`` / ``--master-port`` without ``--rdzv-id``; WORLD_SIZE set by hand) the run is refused: such a
+    run needs ``--out``.
+    """
     inherited = os.environ.get(RUN_DIR_ENV)
     if inherited:
         return Path(inherited)
+    job = _launcher_job_id()
+    if job is not None:
+        run_dir = Path("runs") / Path(config_path).stem / job
+        if run_dir.is_dir() and any(run_dir.iterdir()) and not _is_relaunched_rank(run_dir):
+            raise ConfigError(
+                f"{run_dir} already holds a run of this job: continue it with --resume --out {run_dir}, or give "
+                "another --out"
+            )
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return run_dir
+    world_size = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world_size > 1:
+        raise ConfigError(
+            f"this is one of {world_size} processes (WORLD_SIZE) started outside Lightning without a job id they all "
+            "share (torchrun's --rdzv-id, SLURM's job id), so they cannot agree on a new run directory: give them all "
+            "the same --out DIR"
+        )
     base = Path("runs") / Path(config_path).stem / datetime.now().strftime("%Y%m%d-%H%M%S")
     base.parent.mkdir(parents=True, exist_ok=True)
     candidate, number = base, 1
@@ -67,11 +107,12 @@ def default_run_dir(config_path: str | Path) -> Path:
 
 
 def _is_relaunched_rank(run_dir: Path) -> bool:
-    """A DDP process other than the first: started by Lightning's launcher (it inherits the run directory) or by
-    torchrun / SLURM (a non-zero rank in the environment)."""
+    """A DDP process other than the first: started by Lightning's launcher (it inherits the run directory), by
+    torchrun / SLURM (a non-zero rank in the environment), or Lightning's launcher on a node other than the first."""
     if os.environ.get(RUN_DIR_ENV) == str(run_dir):
         return True
-    return any(int(os.environ.get(name, "0") or 0) > 0 for name in ("RANK", "LOCAL_RANK", "SLURM_PROCID"))
+    ranks = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "NODE_RANK")
+    return any(int(os.environ.get(name, "0") or 0) > 0 for name in ranks)
 
 
 def check_run_dir(run_dir: Path, resume: bool) -> None:
@@ -167,18 +208,20 @@ def build_trainer(
     mode: str = "max",
     train: bool = True,
     log_version: str = "",
+    checkpoint_every_n_steps: int = 0,
 ) -> L.Trainer:
-    """A Trainer with the config's ``trainer:`` arguments, and the runner's logging and checkpointing."""
+    """A Trainer with the config's ``trainer:`` arguments, and the runner's logging and checkpointing: last.ckpt
+    after every epoch and, with ``checkpoint_every_n_steps``, every that many optimizer steps too."""
     kwargs = dict(trainer_config)
     if train:
         callbacks: list = [LearningRateMonitor(logging_interval="step")]
         # last.ckpt after every epoch: the newest checkpoint, kept under that name. (``save_last=True`` beside
         # ``save_top_k=0`` writes it only when training ends, so a crash would lose every epoch.)
-        callbacks.append(
-            ModelCheckpoint(
-                dirpath=run_dir / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False
-            )
-        )
+        latest = {"dirpath": run_dir / "checkpoints", "filename": "last", "enable_version_counter": False}
+        callbacks.append(ModelCheckpoint(**latest, save_top_k=1))
+        if checkpoint_every_n_steps:
+            # Lightning takes steps and epochs only in separate callbacks; both write last.ckpt.
+            callbacks.append(ModelCheckpoint(**latest, save_top_k=1, every_n_train_steps=checkpoint_every_n_steps))
         if monitor:
             callbacks.append(
                 ModelCheckpoint(
@@ -277,14 +320,30 @@ def fit(
     run_dir.mkdir(parents=True, exist_ok=True)
     with _run_dir_for_relaunched_ranks(run_dir):
         L.seed_everything(config.get("seed", 0), workers=True, verbose=False)
-        trainer = build_trainer(config["trainer"], run_dir, module.monitor, module.mode, log_version=log_version)
+        every = config.get("checkpoint_every_n_steps", 0)
+        trainer = build_trainer(
+            config["trainer"],
+            run_dir,
+            module.monitor,
+            module.mode,
+            log_version=log_version,
+            checkpoint_every_n_steps=every,
+        )
         steps_per_epoch, samples = _steps_per_epoch(datamodule, trainer)
         trainer_config, steps, note = plan_training_length(
             config["trainer"], steps_per_epoch, config.get("min_steps", 0)
         )
         if trainer_config != config["trainer"]:
             config["trainer"] = trainer_config
-            trainer = build_trainer(trainer_config, run_dir, module.monitor, module.mode, log_version=log_version)
+            trainer = build_trainer(
+                trainer_config,
+                run_dir,
+                module.monitor,
+                module.mode,
+                log_version=log_version,
+                checkpoint_every_n_steps=every,
+            )
+        module.schedule_length = (steps, steps_per_epoch)
         rank_zero_info(
             f"training: {steps} optimizer steps{note}, {steps_per_epoch} per epoch ({samples} training samples, "
             f"{trainer.world_size} process(es))"

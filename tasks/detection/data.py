@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 from tasks.common.data import TaskDataModule, collate_lists, draw_seed
 from tasks.common.errors import ConfigError, DatasetError
 from tasks.common.files import check_inside
-from tasks.common.images import load_rgb, try_load_rgb
+from tasks.common.images import DEFAULT_MAX_IMAGE_PIXELS, load_rgb, try_load_rgb
 from tasks.detection.transforms import AUGMENT_MODES, AugmentMode, build_eval_transform, build_train_transform
 
 __all__ = ["CocoDataModule", "CocoDetection", "load_coco"]
@@ -38,30 +38,57 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_SINGULAR = {"images": "image", "annotations": "annotation", "categories": "category"}
+
+
 def _check_entries(data: dict[str, Any], key: str, ann_file: Path, required: tuple[str, ...]) -> set[int]:
     """Check the entries of ``data[key]`` are objects with ``required`` fields and unique int ids; return the ids."""
     ids: set[int] = set()
     for index, entry in enumerate(data[key]):
         entry_id = entry.get("id") if isinstance(entry, dict) else None
-        if not isinstance(entry_id, int) or isinstance(entry_id, bool):
+        if not _is_int(entry_id):
             raise DatasetError(f"{ann_file}: {key}[{index}] has no integer 'id'")
         missing = [field for field in required if field not in entry]
         if missing:
-            raise DatasetError(f"{ann_file}: {key[:-1]} {entry_id} lacks {missing}")
+            raise DatasetError(f"{ann_file}: {_SINGULAR[key]} {entry_id} lacks {missing}")
         if entry_id in ids:
-            raise DatasetError(f"{ann_file}: {key[:-1]} id {entry_id} appears twice")
+            raise DatasetError(f"{ann_file}: {_SINGULAR[key]} id {entry_id} appears twice")
         ids.add(entry_id)
     return ids
 
 
+def _check_annotation(ann: dict[str, Any], ann_file: Path, image_ids: set[int], cat_ids: set[int]) -> None:
+    """One annotation: ids of an image and a category of the file, a box of four finite numbers, ``iscrowd`` 0 or 1
+    and a finite ``area`` (COCOeval reads ``iscrowd`` as a flag and compares areas: a string "0" would make a crowd
+    region). A box of no width or height passes: ``CocoDetection`` drops it with a warning."""
+    where = f"{ann_file}: annotation {ann['id']}"
+    for key, known in (("image_id", image_ids), ("category_id", cat_ids)):
+        if not _is_int(ann[key]) or ann[key] not in known:
+            raise DatasetError(f"{where} refers to unknown {key} {ann[key]!r}")
+    bbox = ann["bbox"]
+    if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
+        raise DatasetError(f"{where} has bbox {bbox!r}, expected 4 finite numbers")
+    if "iscrowd" in ann and not (_is_int(ann["iscrowd"]) and ann["iscrowd"] in (0, 1)):
+        raise DatasetError(f"{where} has iscrowd {ann['iscrowd']!r}, expected 0 or 1")
+    if "area" in ann and not _is_number(ann["area"]):
+        raise DatasetError(f"{where} has area {ann['area']!r}, expected a finite number")
+
+
 def _validate(data: Any, ann_file: Path) -> None:
-    """Raise ``DatasetError`` naming the file and the offending id for anything pycocotools would trip over."""
+    """Raise ``DatasetError`` naming the file and the offending id for anything pycocotools would trip over, or that
+    would reach training as a NaN or infinity (Python's json reads the literals NaN and Infinity)."""
     if not isinstance(data, dict):
         raise DatasetError(f"{ann_file}: expected a JSON object at the top level, got {type(data).__name__}")
     missing = [key for key in ("images", "annotations", "categories") if not isinstance(data.get(key), list)]
     if missing:
         raise DatasetError(f"{ann_file}: missing or non-list top-level keys {missing}")
     image_ids = _check_entries(data, "images", ann_file, ("file_name", "width", "height"))
+    if not image_ids:
+        raise DatasetError(f"{ann_file}: 'images' is empty")
     for image in data["images"]:
         check_inside(image["file_name"], f"{ann_file}: image {image['id']}")
         if not all(_is_number(image[k]) and image[k] > 0 for k in ("width", "height")):
@@ -74,13 +101,7 @@ def _validate(data: Any, ann_file: Path) -> None:
         raise DatasetError(f"{ann_file}: 'categories' is empty")
     _check_entries(data, "annotations", ann_file, ("image_id", "category_id", "bbox"))
     for ann in data["annotations"]:
-        if ann["image_id"] not in image_ids:
-            raise DatasetError(f"{ann_file}: annotation {ann['id']} refers to unknown image_id {ann['image_id']}")
-        if ann["category_id"] not in cat_ids:
-            raise DatasetError(f"{ann_file}: annotation {ann['id']} refers to unknown category_id {ann['category_id']}")
-        bbox = ann["bbox"]
-        if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
-            raise DatasetError(f"{ann_file}: annotation {ann['id']} has bbox {bbox!r}, expected 4 finite numbers")
+        _check_annotation(ann, ann_file, image_ids, cat_ids)
 
 
 def load_coco(ann_file: str | Path) -> COCO:
@@ -94,7 +115,11 @@ def load_coco(ann_file: str | Path) -> COCO:
     try:
         with ann_file.open("rb") as handle:
             data = json.load(handle)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except json.JSONDecodeError as error:
+        raise DatasetError(
+            f"{ann_file}, line {error.lineno} column {error.colno}: not a valid JSON file ({error.msg})"
+        ) from error
+    except (UnicodeDecodeError, RecursionError) as error:  # RecursionError: arrays or objects nested too deeply
         raise DatasetError(f"{ann_file}: not a valid JSON file ({error})") from error
     _validate(data, ann_file)
     for ann in data["annotations"]:
@@ -113,12 +138,13 @@ class CocoDetection(Dataset):
     ``dataset[i]`` -> ``(image, target, i)``: image float32 (3, H, W) in [0, 1] after ``transform``; target
     {"boxes": float32 (N, 4) x1y1x2y2 pixels, "labels": int64 (N,) in 1..C, "image_id": int, "orig_size": (h, w)}.
     Every image is kept, those without annotations as negatives (N = 0). Crowd regions are left out of the
-    targets; boxes are clipped to the image and those left with no width or height are dropped (counted once, in
+    targets; boxes are clipped to the image and those left with no width or height (zero or negative in the file, or
+    outside the image) are dropped, with one warning naming their annotation ids (``dropped_box_ids``,
     ``num_dropped_boxes``). ``transform`` takes (image uint8 HxWx3, boxes (N, 4), labels (N,)) and returns tensors
     (see ``tasks.detection.transforms``); ``None`` only converts.
-    With ``train=True`` an unreadable image gives a warning naming it and ``dataset[i]`` is ``None`` (dropped by
-    ``collate_lists``); otherwise it raises ``ImageLoadError`` (or ``DatasetError`` for a size that disagrees with
-    the annotation file).
+    With ``train=True`` an unreadable image, or one of more than ``max_pixels`` pixels, gives a warning naming it
+    and ``dataset[i]`` is ``None`` (dropped by ``collate_lists``); otherwise it raises ``ImageLoadError`` (or
+    ``DatasetError`` for a size that disagrees with the annotation file).
     """
 
     def __init__(
@@ -127,11 +153,13 @@ class CocoDetection(Dataset):
         ann_file: str | Path,
         transform: TransformFn | None = None,
         train: bool = False,
+        max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
     ) -> None:
         self.image_dir = Path(image_dir)
         self.ann_file = Path(ann_file)
         self.transform = transform if transform is not None else build_eval_transform()
         self.train = train
+        self.max_pixels = max_pixels
         self.coco = load_coco(self.ann_file)
         self.image_ids: list[int] = sorted(self.coco.imgs)
         self.cat_ids: list[int] = sorted(self.coco.cats)
@@ -139,17 +167,24 @@ class CocoDetection(Dataset):
         self.label_to_cat_id: dict[int, int] = {label: cat_id for cat_id, label in self.cat_id_to_label.items()}
         self.class_names: list[str] = [str(self.coco.cats[cat_id]["name"]) for cat_id in self.cat_ids]
         self.num_classes = len(self.cat_ids)
-        self._targets, self.num_dropped_boxes = self._build_targets()
-        if self.num_dropped_boxes:
-            logger.warning("dropped %d degenerate boxes in %s", self.num_dropped_boxes, self.ann_file)
+        self._targets, self.dropped_box_ids = self._build_targets()
+        self.num_dropped_boxes = len(self.dropped_box_ids)
+        if self.dropped_box_ids:
+            shown = ", ".join(map(str, self.dropped_box_ids[:10])) + (", ..." if self.num_dropped_boxes > 10 else "")
+            logger.warning(
+                "dropped %d degenerate boxes in %s (no width or height inside the image): annotation ids %s",
+                self.num_dropped_boxes,
+                self.ann_file,
+                shown,
+            )
         # Counted in this process only: each DataLoader worker keeps its own copy (a Batch's ``skipped`` is the
         # per-batch count, which is what a training loop should log).
         self.num_skipped_images = 0
 
-    def _build_targets(self) -> tuple[dict[int, tuple[np.ndarray, np.ndarray]], int]:
-        """Clipped x1y1x2y2 boxes and labels per image id, and the number of degenerate boxes dropped."""
+    def _build_targets(self) -> tuple[dict[int, tuple[np.ndarray, np.ndarray]], list[int]]:
+        """Clipped x1y1x2y2 boxes and labels per image id, and the annotation ids of the degenerate boxes dropped."""
         targets: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        dropped = 0
+        dropped: list[int] = []
         for image_id in self.image_ids:
             info = self.coco.imgs[image_id]
             anns = [ann for ann in self.coco.imgToAnns.get(image_id, []) if not ann.get("iscrowd", 0)]
@@ -158,7 +193,7 @@ class CocoDetection(Dataset):
             boxes[:, 0::2] = boxes[:, 0::2].clip(0, info["width"])
             boxes[:, 1::2] = boxes[:, 1::2].clip(0, info["height"])
             keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-            dropped += int((~keep).sum())
+            dropped.extend(ann["id"] for ann, kept in zip(anns, keep, strict=True) if not kept)
             labels = np.array([self.cat_id_to_label[ann["category_id"]] for ann in anns], dtype=np.int64)
             targets[image_id] = (boxes[keep].astype(np.float32), labels[keep])
         return targets, dropped
@@ -172,7 +207,10 @@ class CocoDetection(Dataset):
     def _load_image(self, image_id: int) -> np.ndarray | None:
         path = self.image_path(image_id)
         info = self.coco.imgs[image_id]
-        image = try_load_rgb(path) if self.train else load_rgb(path)
+        if self.train:
+            image = try_load_rgb(path, max_pixels=self.max_pixels)
+        else:
+            image = load_rgb(path, max_pixels=self.max_pixels)
         if image is not None and image.shape[:2] != (info["height"], info["width"]):
             message = (
                 f"{path} is {image.shape[1]}x{image.shape[0]} but {self.ann_file} says image {image_id} is "
@@ -224,10 +262,9 @@ class CocoDataModule(TaskDataModule):
     "flip": flip and resize; "none": resize) and come out ``image_size`` x ``image_size``. Validation images keep
     their size: the model resizes internally and maps boxes back, so val targets are in original pixels.
     The validation file is loaded and checked at construction (``num_classes`` and the class names come from it);
-    the training file in ``setup("fit")``, so evaluation reads only the validation files. ``mean`` and ``std``: the
-    normalisation the detector applies to inputs in [0, 1] (None: the backbone's own); ``label_fraction`` and
-    ``label_seed``: training on a seeded subset of the training images; ``max_bad_fraction`` and
-    ``min_seen_for_bad_fraction``: when unreadable training images stop the run; see ``TaskDataModule``.
+    the training file in ``setup("fit")``, so evaluation reads only the validation files. ``shared``: the settings
+    of every task, ``TaskDataModule``'s (``val_batch_size``, ``mean``, ``std``, ``label_fraction``, ``label_seed``,
+    ``max_bad_fraction``, ``min_seen_for_bad_fraction``, ``max_image_pixels``).
     """
 
     collate_fn = staticmethod(collate_lists)
@@ -243,31 +280,15 @@ class CocoDataModule(TaskDataModule):
         batch_size: int = 32,
         num_workers: int = 2,
         augment: AugmentMode = "ssd",
-        val_batch_size: int | None = None,
         zoom_out_max_scale: float = 4.0,
         zoom_out_p: float = 0.5,
         crop_min_scale: float = 0.3,
         flip_p: float = 0.5,
         photometric_p: float = 0.5,
         min_box_size: float = 1.0,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-        label_fraction: float = 1.0,
-        label_seed: int = 0,
-        max_bad_fraction: float = 0.01,
-        min_seen_for_bad_fraction: int = 200,
+        **shared: Any,
     ) -> None:
-        super().__init__(
-            batch_size,
-            num_workers,
-            val_batch_size,
-            mean,
-            std,
-            label_fraction,
-            label_seed,
-            max_bad_fraction,
-            min_seen_for_bad_fraction,
-        )
+        super().__init__(batch_size, num_workers, **shared)
         self.save_hyperparameters()
         if augment not in AUGMENT_MODES:
             raise ConfigError(f"data.augment must be one of {AUGMENT_MODES}, got {augment!r}")
@@ -289,7 +310,7 @@ class CocoDataModule(TaskDataModule):
             min_box_size=min_box_size,
         )
         self.val_dataset: CocoDetection = CocoDetection(
-            self.val_images, self.val_annotations, build_eval_transform(), train=False
+            self.val_images, self.val_annotations, build_eval_transform(), max_pixels=self.max_image_pixels
         )
         self.train_dataset: CocoDetection | None = None
 
@@ -300,7 +321,9 @@ class CocoDataModule(TaskDataModule):
         self.train_images = _resolve(self._root, "train_images", self._train_paths["train_images"])
         self.train_annotations = _resolve(self._root, "train_annotations", self._train_paths["train_annotations"])
         transform = build_train_transform(**self._train_transform_args, seed=draw_seed())
-        dataset = CocoDetection(self.train_images, self.train_annotations, transform, train=True)
+        dataset = CocoDetection(
+            self.train_images, self.train_annotations, transform, train=True, max_pixels=self.max_image_pixels
+        )
         self._check_same_categories(dataset)
         self.train_dataset = dataset
 

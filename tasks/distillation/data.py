@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from tasks.common.data import Batch, TaskDataModule, collate_stacked, make_loader
 from tasks.common.errors import ConfigError, DatasetError
 from tasks.common.files import collect_images
-from tasks.common.images import try_load_rgb
+from tasks.common.images import DEFAULT_MAX_IMAGE_PIXELS, try_load_rgb
 
 __all__ = ["DistillBatch", "UnlabeledImages", "TwoViews", "collate_two_views", "DistillationDataModule", "item_path"]
 
@@ -50,21 +50,25 @@ def item_path(dataset: Dataset, index: int) -> Path:
 
 class UnlabeledImages(Dataset):
     """The image files under a folder (searched recursively), without labels: item ``i`` is
-    (``transform(image)``, ``target``, i), or None for an unreadable file (a warning names it)."""
+    (``transform(image)``, ``target``, i), or None for an unreadable file or one of more than ``max_pixels`` pixels
+    (a warning names it)."""
 
-    def __init__(self, folder: str | Path, transform: Any, target: Any) -> None:
+    def __init__(
+        self, folder: str | Path, transform: Any, target: Any, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
+    ) -> None:
         folder = Path(folder)
         if not folder.is_dir():
             raise DatasetError(f"distill.unlabeled: {folder} is not a folder")
         self.paths = collect_images([folder])
         self.transform = transform
         self.target = target
+        self.max_pixels = max_pixels
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[Tensor, Any, int] | None:
-        image = try_load_rgb(self.paths[index])
+        image = try_load_rgb(self.paths[index], max_pixels=self.max_pixels)
         if image is None:
             return None
         return self.transform(image), self.target, index
@@ -196,7 +200,10 @@ class DistillationDataModule(L.LightningDataModule):
             raise ConfigError("the task's data module built no training split")
         transform = getattr(self.train_data.train_dataset, "transform", None)
         target = self.train_data.unlabeled_target()
-        unlabeled_set = UnlabeledImages(self.unlabeled, transform, target) if self.unlabeled else None
+        unlabeled_set = None
+        if self.unlabeled:
+            # The task's own limit (data.max_image_pixels) holds for the unlabelled folder too.
+            unlabeled_set = UnlabeledImages(self.unlabeled, transform, target, self.train_data.max_image_pixels)
         keep = None
         if labeled is not None and self.train_data.label_fraction < 1.0:
             keep = self.train_data.labeled_mask(len(labeled))
@@ -217,6 +224,7 @@ class DistillationDataModule(L.LightningDataModule):
             train=True,
             num_workers=self.val_data.num_workers,
             collate_fn=collate_two_views,
+            position=self.fit_position,
         )
 
     def val_dataloader(self) -> DataLoader:

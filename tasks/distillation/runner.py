@@ -13,6 +13,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 
 from tasks.common.build import build_module, resolve_normalization
+from tasks.common.config import signature_keys
 from tasks.common.errors import ConfigError
 from tasks.common.runner import build_trainer, fit
 from tasks.common.task import Task
@@ -43,7 +44,7 @@ class EpochTimer(Callback):
 def _data_setting(task: Task, config: dict[str, Any], key: str) -> Any:
     if key in config["data"]:
         return config["data"][key]
-    parameter = inspect.signature(task.datamodule).parameters.get(key)
+    parameter = signature_keys(task.datamodule).get(key)
     return None if parameter is None else parameter.default
 
 
@@ -119,6 +120,10 @@ def distill(
         key = module.monitor.removeprefix("val/")
         if timer.seconds:
             rank_zero_info(f"mean training epoch: {sum(timer.seconds) / len(timer.seconds):.1f} s")
-        return {f"teacher_{key}": teacher.module.final_metrics().get(key)}
+        scores = {f"teacher_{key}": teacher.module.final_metrics().get(key)}
+        if datamodule.train_dataset is not None:
+            # What the student trained on: labelled and unlabelled images (the task's own count is its labelled split).
+            scores["train_size"] = len(datamodule.train_dataset)
+        return scores
 
     return fit(module, datamodule, config, out, resume, before_fit=before_fit, after_fit=teacher_score)

@@ -31,7 +31,7 @@ from torch.utils.data import Dataset
 from tasks.common.data import AlbumentationsTransform, TaskDataModule, collate_stacked, draw_seed, image_to_tensor
 from tasks.common.errors import ConfigError, DatasetError
 from tasks.common.files import check_inside
-from tasks.common.images import load_rgb, try_load_rgb
+from tasks.common.images import DEFAULT_MAX_IMAGE_PIXELS, load_rgb, try_load_rgb
 
 __all__ = [
     "ATTRIBUTE_FILE",
@@ -60,6 +60,7 @@ _PARTITION_PLACES = (PARTITION_FILE, f"Eval/{PARTITION_FILE}")
 _IMAGE_PLACES = (IMAGE_FOLDER, f"Img/{IMAGE_FOLDER}")
 _VALUES = {"1": 1, "+1": 1, "-1": 0}
 _SPLITS = {"train": 0, "val": 1, "test": 2}
+_SPLIT_NAMES = {code: name for name, code in _SPLITS.items()}
 ValSplit = Literal["val", "test"]
 
 
@@ -174,6 +175,8 @@ def read_attribute_list(path: str | Path) -> AttributeList:
         numbers.append(number)
     if count != len(files):
         raise DatasetError(f"{path}, line 1: the count says {count} images, the file lists {len(files)}")
+    if not files:
+        raise DatasetError(f"{path}: lists no images")
     targets = np.asarray(rows, dtype=np.uint8).reshape(len(files), len(names))
     return AttributeList(path, names, files, numbers, targets)
 
@@ -193,6 +196,8 @@ def read_partition_list(path: str | Path) -> dict[str, tuple[int, int]]:
         if name in partition:
             raise DatasetError(f"{path}, line {number}: {name} is already listed on line {partition[name][1]}")
         partition[name] = (int(fields[1]), number)
+    if not partition:
+        raise DatasetError(f"{path}: lists no images")
     return partition
 
 
@@ -248,6 +253,8 @@ def read_celeba(
 
     def split(code: int) -> FaceAttributeSplit:
         rows = np.flatnonzero(splits == code)
+        if not len(rows):  # an empty split would train or validate on nothing, and say nothing
+            raise DatasetError(f"{layout.partition}: no image is in split {code} ({_SPLIT_NAMES[code]})")
         return FaceAttributeSplit([layout.images / attributes.files[i] for i in rows], attributes.targets[rows])
 
     return split(_SPLITS["train"]), split(_SPLITS[val_split]), attributes.names
@@ -301,8 +308,8 @@ def build_eval_transform(image_size: int, crop_fraction: float = 1.0) -> FaceAtt
 
 class FaceAttributeDataset(Dataset):
     """Item ``i`` is (image (3, S, S), targets float32 (A,) of 0 / 1 (NaN: unlabelled), i), or None when
-    ``skip_unreadable`` and the file cannot be decoded (a warning names it; ``collate_stacked`` drops it). Without
-    ``skip_unreadable`` (validation) an unreadable file raises ImageLoadError naming it."""
+    ``skip_unreadable`` and the file cannot be decoded or has more than ``max_pixels`` pixels (a warning names it;
+    ``collate_stacked`` drops it). Without ``skip_unreadable`` (validation) such a file raises ImageLoadError."""
 
     def __init__(
         self,
@@ -310,6 +317,7 @@ class FaceAttributeDataset(Dataset):
         targets: np.ndarray,
         transform: Callable[[np.ndarray], Tensor],
         skip_unreadable: bool = False,
+        max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
     ) -> None:
         if len(paths) != len(targets):
             raise ValueError(f"{len(paths)} images but {len(targets)} target rows")
@@ -317,13 +325,17 @@ class FaceAttributeDataset(Dataset):
         self.targets = torch.as_tensor(np.asarray(targets, dtype=np.float32))
         self.transform = transform
         self.skip_unreadable = skip_unreadable
+        self.max_pixels = max_pixels
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor, int] | None:
         path = self.paths[index]
-        image = try_load_rgb(path) if self.skip_unreadable else load_rgb(path)
+        if self.skip_unreadable:
+            image = try_load_rgb(path, max_pixels=self.max_pixels)
+        else:
+            image = load_rgb(path, max_pixels=self.max_pixels)
         if image is None:
             return None
         return self.transform(image), self.targets[index], index
@@ -348,13 +360,9 @@ class FaceAttributeDataModule(TaskDataModule):
             a small crop loses the hat, the hair or the chin an attribute is about).
         eval_crop_fraction: evaluation resizes the shorter side to ``image_size / eval_crop_fraction`` and crops the
             centre (1.0: the whole width of the face).
-        mean, std: the RGB normalisation the model applies to inputs in [0, 1]; None: the backbone's own (see
-            ``TaskDataModule``).
-        val_batch_size: images per validation step (default ``batch_size``).
-        label_fraction, label_seed: train on a seeded subset of this fraction of the training split's labels
-            (tools/distill.py gives the rest to the teacher as unlabelled images); see ``TaskDataModule``.
-        max_bad_fraction, min_seen_for_bad_fraction: when unreadable training images stop the run; see
-            ``TaskDataModule``.
+        shared: the settings of every task, ``TaskDataModule``'s: ``val_batch_size``, ``mean``, ``std``,
+            ``label_fraction``, ``label_seed``, ``max_bad_fraction``, ``min_seen_for_bad_fraction``,
+            ``max_image_pixels``.
     """
 
     collate_fn = staticmethod(collate_stacked)
@@ -369,25 +377,9 @@ class FaceAttributeDataModule(TaskDataModule):
         augment: Literal["light", "none"] = "light",
         crop_min_scale: float = 0.5,
         eval_crop_fraction: float = 1.0,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-        val_batch_size: int | None = None,
-        label_fraction: float = 1.0,
-        label_seed: int = 0,
-        max_bad_fraction: float = 0.01,
-        min_seen_for_bad_fraction: int = 200,
+        **shared: Any,
     ) -> None:
-        super().__init__(
-            batch_size,
-            num_workers,
-            val_batch_size,
-            mean,
-            std,
-            label_fraction,
-            label_seed,
-            max_bad_fraction,
-            min_seen_for_bad_fraction,
-        )
+        super().__init__(batch_size, num_workers, **shared)
         if val_split not in ("val", "test"):
             raise ConfigError(f"data.val_split must be 'val' or 'test', got {val_split!r}")
         if image_size < 1:
@@ -442,6 +434,10 @@ class FaceAttributeDataModule(TaskDataModule):
         """Build the training split for ``fit`` and the validation split for every stage, once each."""
         train, val, _ = self._index
         if stage in (None, "fit") and self.train_dataset is None:
-            self.train_dataset = FaceAttributeDataset(train.paths, train.targets, self.train_transform(), True)
+            self.train_dataset = FaceAttributeDataset(
+                train.paths, train.targets, self.train_transform(), True, max_pixels=self.max_image_pixels
+            )
         if self.val_dataset is None:
-            self.val_dataset = FaceAttributeDataset(val.paths, val.targets, self.eval_transform())
+            self.val_dataset = FaceAttributeDataset(
+                val.paths, val.targets, self.eval_transform(), max_pixels=self.max_image_pixels
+            )

@@ -22,7 +22,7 @@ from tasks.face_attributes.evaluation import (
     summarize,
     write_per_attribute_csv,
 )
-from tasks.face_attributes.losses import masked_binary_cross_entropy
+from tasks.face_attributes.losses import masked_binary_cross_entropy, per_image_binary_cross_entropy
 
 __all__ = ["FaceAttributesModule"]
 
@@ -79,8 +79,7 @@ class FaceAttributesModule(ClassifierModule):
     def validation_results(self, batch: Batch) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per image (float32 (A,) probabilities, uint8 (A,) labels)."""
         logits = self.model(batch.inputs)
-        loss = masked_binary_cross_entropy(logits, batch.targets)
-        self.log("val/loss", loss, batch_size=len(batch), sync_dist=True)
+        self.log_validation_loss(batch, *per_image_binary_cross_entropy(logits, batch.targets))
         probabilities = logits.float().sigmoid().cpu().numpy()
         labels = batch.targets.cpu().numpy().astype(np.uint8)
         return list(zip(probabilities, labels, strict=True))

@@ -34,7 +34,7 @@ from torch.utils.data import Dataset
 from tasks.common.data import AlbumentationsTransform, TaskDataModule, collate_stacked, draw_seed, image_to_tensor
 from tasks.common.errors import ConfigError, DatasetError
 from tasks.common.files import check_inside, find_images
-from tasks.common.images import load_rgb, try_load_rgb
+from tasks.common.images import DEFAULT_MAX_IMAGE_PIXELS, load_rgb, try_load_rgb
 from tasks.face_embedding.verification import split_into_folds
 
 __all__ = [
@@ -88,7 +88,7 @@ class PairsFile:
 
 
 def _positive_int(text: str, path: Path, line: int, what: str) -> int:
-    if not text.isdigit() or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:  # str.isdigit alone passes "²", which int() refuses
         raise DatasetError(f"{path}:{line}: {what} must be a positive integer, got {text!r}")
     return int(text)
 
@@ -102,7 +102,11 @@ def read_pairs(path: str | Path) -> PairsFile:
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"pairs file not found: {path}")
-    lines = [(number, text.split()) for number, text in enumerate(path.read_text().splitlines(), start=1)]
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as error:
+        raise DatasetError(f"{path}: cannot read: {type(error).__name__}: {error}") from error
+    lines = [(number, line.split()) for number, line in enumerate(text.splitlines(), start=1)]
     lines = [(number, fields) for number, fields in lines if fields]
     if not lines:
         raise DatasetError(f"{path}: empty; expected a header line 'folds pairs' or 'count', then pair rows")
@@ -262,22 +266,31 @@ def build_eval_transform(image_size: int, crop_fraction: float = 1.0) -> FaceTra
 
 
 class FaceDataset(Dataset):
-    """Item ``i``: (image (3, S, S), label, i); None when ``skip_unreadable`` and the file cannot be decoded (a
-    warning names it). Without ``skip_unreadable`` (verification) an unreadable file raises ImageLoadError."""
+    """Item ``i``: (image (3, S, S), label, i); None when ``skip_unreadable`` and the file cannot be decoded or has
+    more than ``max_pixels`` pixels (a warning names it). Without ``skip_unreadable`` (verification) such a file
+    raises ImageLoadError."""
 
     def __init__(
-        self, samples: Sequence[tuple[Path, int]], transform: FaceTransform, skip_unreadable: bool = False
+        self,
+        samples: Sequence[tuple[Path, int]],
+        transform: FaceTransform,
+        skip_unreadable: bool = False,
+        max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
     ) -> None:
         self.samples = list(samples)
         self.transform = transform
         self.skip_unreadable = skip_unreadable
+        self.max_pixels = max_pixels
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[Tensor, int, int] | None:
         path, label = self.samples[index]
-        image = try_load_rgb(path) if self.skip_unreadable else load_rgb(path)
+        if self.skip_unreadable:
+            image = try_load_rgb(path, max_pixels=self.max_pixels)
+        else:
+            image = load_rgb(path, max_pixels=self.max_pixels)
         if image is None:
             return None
         return self.transform(image), label, index
@@ -304,12 +317,9 @@ class FaceEmbeddingDataModule(TaskDataModule):
         crop_fraction: every image is first cut to its central square of this fraction of the shorter side (LFW's
             250x250 pictures hold the face in about the middle 150 pixels: 0.6); 1 keeps the whole square.
         flip_eval: verification embeds each image and its mirror image and averages the two.
-        mean, std: the RGB normalisation the model applies to inputs in [0, 1]; None: the backbone's own.
-        val_batch_size: images per validation step (default ``batch_size``).
-        label_fraction, label_seed: train on a seeded subset of this fraction of the training split's labels
-            (tools/distill.py gives the rest to the teacher as unlabelled images); see ``TaskDataModule``.
-        max_bad_fraction, min_seen_for_bad_fraction: when unreadable training images stop the run; see
-            ``TaskDataModule``.
+        shared: the settings of every task, ``TaskDataModule``'s: ``val_batch_size``, ``mean``, ``std``,
+            ``label_fraction``, ``label_seed``, ``max_bad_fraction``, ``min_seen_for_bad_fraction``,
+            ``max_image_pixels``.
     """
 
     collate_fn = staticmethod(collate_stacked)
@@ -326,25 +336,9 @@ class FaceEmbeddingDataModule(TaskDataModule):
         crop_min_scale: float = 0.6,
         crop_fraction: float = 1.0,
         flip_eval: bool = False,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-        val_batch_size: int | None = None,
-        label_fraction: float = 1.0,
-        label_seed: int = 0,
-        max_bad_fraction: float = 0.01,
-        min_seen_for_bad_fraction: int = 200,
+        **shared: Any,
     ) -> None:
-        super().__init__(
-            batch_size,
-            num_workers,
-            val_batch_size,
-            mean,
-            std,
-            label_fraction,
-            label_seed,
-            max_bad_fraction,
-            min_seen_for_bad_fraction,
-        )
+        super().__init__(batch_size, num_workers, **shared)
         if augment not in ("light", "none"):
             raise ConfigError(f"data.augment must be 'light' or 'none', got {augment!r}")
         if not 0.0 < crop_fraction <= 1.0:
@@ -425,7 +419,10 @@ class FaceEmbeddingDataModule(TaskDataModule):
                 )
             else:
                 transform = build_eval_transform(self.image_size, self.crop_fraction)
-            self.train_dataset = FaceDataset(self._training[0], transform, skip_unreadable=True)
+            self.train_dataset = FaceDataset(
+                self._training[0], transform, skip_unreadable=True, max_pixels=self.max_image_pixels
+            )
         if self.val_dataset is None:
             images = [(path, 0) for path in self.verification.images]
-            self.val_dataset = FaceDataset(images, build_eval_transform(self.image_size, self.crop_fraction))
+            transform = build_eval_transform(self.image_size, self.crop_fraction)
+            self.val_dataset = FaceDataset(images, transform, max_pixels=self.max_image_pixels)

@@ -42,10 +42,13 @@ def test_ssd_feature_maps_at_300() -> None:
 @pytest.mark.parametrize(
     ("width_mult", "stem", "conv11", "conv13"), [(0.75, 24, 384, 768), (0.5, 16, 256, 512), (0.25, 8, 128, 256)]
 )
+@torch.no_grad()
 def test_width_multiplier_scales_every_layer(width_mult: float, stem: int, conv11: int, conv13: int) -> None:
-    backbone = MobileNetV1Backbone(width_mult=width_mult)
-    assert _channels(backbone) == [round(c * width_mult) for c in TABLE_1_CHANNELS]
-    assert [backbone.tap_info[n].channels for n in ("conv0", "conv11", "conv13")] == [stem, conv11, conv13]
+    backbone = MobileNetV1Backbone(width_mult=width_mult, out_features=STAGE_NAMES).eval()
+    features = backbone(torch.zeros(1, 3, 32, 32))  # the maps computed, not the tap metadata
+    assert [f.shape[1] for f in features.values()] == [round(c * width_mult) for c in TABLE_1_CHANNELS]
+    assert [features[n].shape[1] for n in ("conv0", "conv11", "conv13")] == [stem, conv11, conv13]
+    assert _channels(backbone) == [f.shape[1] for f in features.values()]
 
 
 @pytest.mark.parametrize("width_mult", [0.1, 0.2, 0.35, 0.6, 1.3])

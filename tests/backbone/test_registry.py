@@ -71,10 +71,18 @@ def test_names_and_strides_together_are_refused() -> None:
         build_backbone("mobilenet_v1", ("conv11",), strides=(16,), width_mult=0.25)
 
 
+@torch.no_grad()
 def test_options_reach_the_network() -> None:
-    backbone = build_backbone("mobilenet_v1", width_mult=0.5, activation="relu6", separable=False)
-    assert isinstance(backbone, MobileNetV1Backbone)
-    assert (backbone.width_mult, backbone.activation, backbone.separable) == (0.5, "relu6", False)
+    backbone = build_backbone("mobilenet_v1", width_mult=0.5, activation="relu6", separable=False).eval()
+    backbone.conv13.bn.bias.fill_(10.0)
+    (feature,) = backbone(torch.zeros(1, 3, 64, 64)).values()
+
+    assert feature.shape == (1, 512, 2, 2)  # width 0.5: conv13's 1024 channels halved
+    assert feature.max().item() == 6.0  # ReLU6 clamps conv13's activations, shifted to about 10
+    reference = MobileNetV1Backbone(width_mult=0.5, separable=False)  # full 3x3 convolutions, no depthwise ones
+    assert {k: v.shape for k, v in backbone.state_dict().items()} == {
+        k: v.shape for k, v in reference.state_dict().items()
+    }
 
 
 @pytest.mark.parametrize("option", ["widht_mult", "in_chans"])

@@ -110,11 +110,31 @@ def test_lightning_checkpoint_loads(tiny_backbone: MobileNetV1Backbone, tmp_path
     assert _same_tensors(load_weights(MobileNetV1Backbone(width_mult=0.25), tmp_path / "last.ckpt"), tiny_backbone)
 
 
-def test_wrong_width_names_the_shapes(tmp_path: Path) -> None:
-    torch.save(MobileNetV1Backbone(width_mult=0.5).state_dict(), tmp_path / "half.pt")
-    with pytest.raises(WeightLoadError, match=r"half\.pt") as error:
-        load_weights(MobileNetV1Backbone(width_mult=1.0), tmp_path / "half.pt")
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_wrong_width_names_the_shapes(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"half{suffix}"
+    state = MobileNetV1Backbone(width_mult=0.5).state_dict()
+    if suffix == ".safetensors":
+        save_file(state, str(path))
+    else:
+        torch.save(state, path)
+    with pytest.raises(WeightLoadError, match=rf"half\{suffix}") as error:
+        load_weights(MobileNetV1Backbone(width_mult=1.0), path)
     assert "conv0.conv.weight: file (16, 3, 3, 3) vs model (32, 3, 3, 3)" in str(error.value)
+    assert "\n" not in str(error.value)  # the tools print it as one line
+
+
+def test_timm_weights_of_another_width_are_refused(timm_mobilenetv1: nn.Module, tmp_path: Path) -> None:
+    save_file({k: v.contiguous() for k, v in timm_mobilenetv1.state_dict().items()}, str(tmp_path / "timm.safetensors"))
+    with pytest.raises(WeightLoadError, match=r"timm-format weights .*width_mult=0.25.*shape mismatches"):
+        load_weights(MobileNetV1(num_classes=1000, width_mult=0.25), tmp_path / "timm.safetensors")
+
+
+def test_a_torchvision_network_of_another_family_is_refused_listing_its_keys(tmp_path: Path) -> None:
+    torchvision = pytest.importorskip("torchvision")
+    torch.save(torchvision.models.mobilenet_v3_small().state_dict(), tmp_path / "mobilenet_v3_small.pth")
+    with pytest.raises(WeightLoadError, match=r"mobilenet_v3_small\.pth: no MobileNetV1 weights found.*features\.0"):
+        load_weights(MobileNetV1Backbone(width_mult=0.25), tmp_path / "mobilenet_v3_small.pth")
 
 
 def test_wrong_width_is_refused_even_when_not_strict(tmp_path: Path) -> None:

@@ -134,7 +134,9 @@ def test_mobilenet_knobs_are_refused_for_a_timm_network() -> None:
         build_classifier(num_classes=4, backbone="timm:resnet10t", width_mult=0.5)
 
 
-@pytest.mark.parametrize("name", ["hf-hub:timm/mobilenetv3_large_100.ra_in1k", "timm/resnet10t"])
+@pytest.mark.parametrize(
+    "name", ["hf-hub:timm/mobilenetv3_large_100.ra_in1k", "hf_hub:timm/resnet10t", "timm/resnet10t"]
+)
 def test_a_timm_name_that_would_reach_a_model_hub_is_refused(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     import timm
 

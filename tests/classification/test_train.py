@@ -3,6 +3,7 @@ checkpoint; and the shipped configs pass the config check."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -64,6 +65,19 @@ def _tiny_config(tmp_path: Path, dogs_root: Path) -> Path:
 
 
 @pytest.mark.slow
+def test_a_rerun_with_the_same_seed_ends_with_the_same_weights_and_metrics(
+    tmp_path: Path, dogs_root: Path, assert_same_run
+) -> None:
+    # Augmented (the default light crop and flip) and shuffled: every random draw follows the seed.
+    runs = []
+    for name in ("first", "second"):
+        config, task = load_task_config(_tiny_config(tmp_path, dogs_root))
+        runs.append(train(task, config, out=tmp_path / name))
+
+    assert_same_run(*runs)
+
+
+@pytest.mark.slow
 def test_training_writes_metrics_and_outputs_that_evaluation_and_prediction_reuse(
     tmp_path: Path, dogs_root: Path
 ) -> None:
@@ -108,6 +122,74 @@ def test_a_non_finite_loss_stops_training_naming_the_step_and_keeps_the_last_goo
 
     last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["epoch"] == 0 and last["global_step"] == steps_per_epoch
+    assert all(torch.isfinite(value).all() for value in last["state_dict"].values() if value.is_floating_point())
+
+
+def _nan_loss_on(module, batches: set[tuple[int, int]], monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """Make the loss NaN on the (epoch, batch index) pairs of ``batches``."""
+    real_step = type(module).training_step
+    real_loss = type(module).training_loss
+
+    def step(self, batch, batch_idx):  # type: ignore[no-untyped-def]
+        self._batch_idx = batch_idx
+        return real_step(self, batch, batch_idx)
+
+    def loss(self, batch):  # type: ignore[no-untyped-def]
+        value, logs = real_loss(self, batch)
+        return (value * float("nan"), logs) if (self.current_epoch, self._batch_idx) in batches else (value, logs)
+
+    monkeypatch.setattr(type(module), "training_step", step)
+    monkeypatch.setattr(type(module), "training_loss", loss)
+
+
+@pytest.mark.slow
+def test_non_finite_batches_are_skipped_and_counted_up_to_the_configured_number(
+    tmp_path: Path, dogs_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    overrides = ["model.freeze_backbone_epochs=0", "optimizer.skip_non_finite=2", "data.batch_size=4"]
+    config, task = load_task_config(_tiny_config(tmp_path, dogs_root), overrides)
+    datamodule, module = load_run(task, config)
+    _nan_loss_on(module, {(0, 1), (1, 0)}, monkeypatch)
+
+    with pytest.warns(UserWarning, match=r"nan at step \d+ \(epoch 1, batch 0\).*batch skipped \(2 of"):
+        run_dir = fit(module, datamodule, config, out=tmp_path / "run")
+
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 1  # it ran to the end
+    rows = list(csv.DictReader((run_dir / "logs" / "metrics.csv").open()))
+    assert max(float(row["train/skipped_non_finite"] or 0) for row in rows) == 2
+    assert all(torch.isfinite(value).all() for value in last["state_dict"].values() if value.is_floating_point())
+
+    config, task = load_task_config(
+        _tiny_config(tmp_path, dogs_root), [overrides[0], overrides[2], "optimizer.skip_non_finite=1"]
+    )
+    datamodule, module = load_run(task, config)
+    _nan_loss_on(module, {(0, 1), (0, 2)}, monkeypatch)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 0, batch 2\).*after skipping 1 such batches"):
+        fit(module, datamodule, config, out=tmp_path / "stopped")
+
+
+@pytest.mark.slow
+def test_weights_that_went_non_finite_are_never_saved_over_the_last_good_checkpoint(
+    tmp_path: Path, dogs_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config, task = load_task_config(_tiny_config(tmp_path, dogs_root), ["model.freeze_backbone_epochs=0"])
+    datamodule, module = load_run(task, config)
+    real_end = type(module).on_train_epoch_end
+
+    def poison_at_the_end_of_the_second_epoch(self):  # type: ignore[no-untyped-def]
+        if self.current_epoch == 1:
+            next(self.model.parameters()).data.fill_(float("inf"))
+        if real_end is not None:
+            real_end(self)
+
+    monkeypatch.setattr(type(module), "on_train_epoch_end", poison_at_the_end_of_the_second_epoch)
+
+    with pytest.raises(NonFiniteLossError, match=r"weights hold NaN or infinite values .* not saved"):
+        fit(module, datamodule, config, out=tmp_path / "run")
+
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 0
     assert all(torch.isfinite(value).all() for value in last["state_dict"].values() if value.is_floating_point())
 
 

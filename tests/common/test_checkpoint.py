@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+import yaml
 
+from backbone import WeightLoadError
+from tasks.classification.synthetic import make_synthetic_imagefolder
 from tasks.classification.task import TASK as CLASSIFICATION
-from tasks.common.build import build_module, load_checkpoint
+from tasks.common.build import build_from_checkpoint, build_module, load_checkpoint, load_run
+from tasks.common.cli import USER_ERRORS
 from tasks.common.errors import CheckpointError
 from tasks.common.module import TaskModule
+from tasks.common.runner import evaluate, train
+from tasks.common.task import Task
 from tasks.detection.task import TASK as DETECTION
+from tasks.registry import load_task_config
 
 NAMES = ["a", "b", "c"]
 
@@ -107,9 +116,153 @@ def test_a_checkpoint_of_another_task_does_not_fit(tmp_path: Path) -> None:
         load_checkpoint(_classifier(), path)
 
 
-def test_a_pickle_that_would_run_code_is_refused_without_running_it(tmp_path: Path) -> None:
-    path = tmp_path / "evil.ckpt"
-    torch.save({"state_dict": {}, "hyper_parameters": {"x": Path}}, path)  # a class object: outside the allow-list
+class _Payload:
+    """Unpickling this would create ``marker``: a loader must refuse the file before anything in it runs."""
 
-    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (exec, (f"open({str(self.marker)!r}, 'w').close()",))
+
+
+def test_a_pickle_that_would_run_code_is_refused_without_running_it(tmp_path: Path) -> None:
+    marker, path = tmp_path / "marker", tmp_path / "evil.ckpt"
+    module = _classifier()
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": {"x": _Payload(marker)}}, path)
+
+    with pytest.raises(CheckpointError, match=r"evil.ckpt: refused: .*exec.*nothing from it was run"):
+        load_checkpoint(module, path)
+    assert not marker.exists()
+
+
+def test_weights_of_other_shapes_under_the_same_settings_are_refused_naming_the_tensor(tmp_path: Path) -> None:
+    hyper = {key: dict(value) for key, value in _classifier().hparams.items()}  # says width 0.25...
+    path = tmp_path / "c.ckpt"
+    torch.save({"state_dict": _classifier(width_mult=0.5).state_dict(), "hyper_parameters": hyper}, path)  # ...is 0.5
+
+    with pytest.raises(CheckpointError, match=r"does not fit the model: size mismatch for model.network.backbone"):
         load_checkpoint(_classifier(), path)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Every hostile file through each way a user hands one over: tools/predict.py and tools/eval.py --checkpoint
+# (build_from_checkpoint; evaluate), tools/train.py --resume (train(resume=True)) and model.backbone_weights.
+
+
+@dataclass
+class Hostile:
+    """A tiny classification set, a config on it, and checkpoint files that do not fit that config."""
+
+    config: Path
+    files: dict[str, Path]
+    marker: Path
+
+    def load(self, *overrides: str) -> tuple[dict[str, Any], Task]:
+        return load_task_config(self.config, overrides)
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory: pytest.TempPathFactory) -> Hostile:
+    folder = tmp_path_factory.mktemp("hostile")
+    root = make_synthetic_imagefolder(folder / "data", num_train=1, num_val=1, num_classes=3, size_range=(32, 33))
+    config = {
+        "task": "classification",
+        "model": {"name": "classifier", "width_mult": 0.25},
+        "data": {"root": str(root), "image_size": 32, "batch_size": 2, "num_workers": 0},
+        "trainer": {"max_epochs": 1, "accelerator": "cpu", "enable_progress_bar": False},
+    }
+    (folder / "run.yaml").write_text(yaml.safe_dump(config))
+    hostile = Hostile(folder / "run.yaml", {}, folder / "marker")
+    run_config, task = hostile.load()
+    _, module = load_run(task, run_config)
+    info = module.hparams["data_info"]
+    files = hostile.files
+    files["good"] = _save(module, folder / "good.ckpt")
+    files["evil"] = folder / "evil.ckpt"
+    torch.save({**torch.load(files["good"], weights_only=True), "callbacks": _Payload(hostile.marker)}, files["evil"])
+    files["another task"] = _save(_ssd(), folder / "ssd.ckpt")
+    files["another width"] = _save(
+        build_module(task, {"model": {"width_mult": 0.5}, "optimizer": {}}, info), folder / "w.ckpt"
+    )
+    other_names = {**info, "class_names": [f"other_{name}" for name in info["class_names"]]}
+    files["another class list"] = _save(build_module(task, run_config, other_names), folder / "classes.ckpt")
+    files["truncated"] = folder / "truncated.ckpt"
+    files["truncated"].write_bytes(files["good"].read_bytes()[:20_000])
+    files["plain state dict"] = folder / "state_dict.pt"
+    torch.save(module.state_dict(), files["plain state dict"])
+    files["missing"] = folder / "absent.ckpt"
+    return hostile
+
+
+def _predict(hostile: Hostile, path: Path, out: Path) -> None:
+    config, task = hostile.load()
+    build_from_checkpoint(task, config, path)
+
+
+def _evaluate(hostile: Hostile, path: Path, out: Path) -> None:
+    config, task = hostile.load()
+    evaluate(task, config, path, out=out)
+
+
+def _resume(hostile: Hostile, path: Path, out: Path) -> None:
+    (out / "checkpoints").mkdir(parents=True)
+    if path.exists():
+        shutil.copy(path, out / "checkpoints" / "last.ckpt")
+    config, task = hostile.load()
+    train(task, config, out=out, resume=True)
+
+
+def _backbone_weights(hostile: Hostile, path: Path, out: Path) -> None:
+    config, task = hostile.load(f"model.backbone_weights={path}")
+    train(task, config, out=out)
+
+
+ENTRY_POINTS = {"predict": _predict, "eval": _evaluate, "resume": _resume, "backbone_weights": _backbone_weights}
+_CHECKPOINT_REFUSALS = {
+    "evil": r"refused: its pickle would import or call (builtins\.)?exec, .* nothing from it was run",
+    "another task": r"written for another model: model.name: checkpoint 'ssd300_mobilenet_v1' vs config 'classifier'",
+    "another width": r"written for another model: model.width_mult: checkpoint 0.5 vs config 0.25 ",
+    "another class list": r"trained on other classes: data_info.class_names is \['other_",
+    "truncated": r"cannot read checkpoint .* \(truncated, or not a torch file\?\)",
+    "plain state dict": r"is not a Lightning checkpoint",
+    "missing": r"checkpoint not found",
+}
+# (entry point, file): the error it must raise, and a pattern of its message (which must also name the file). Not
+# listed, as they load by design: predict takes the class list from the checkpoint itself, and backbone_weights
+# takes the backbone of another task's checkpoint, of a classifier of other classes or of a plain state dict.
+REFUSALS: dict[tuple[str, str], tuple[type[Exception], str]] = {
+    **{("predict", case): (CheckpointError, m) for case, m in _CHECKPOINT_REFUSALS.items() if "class" not in case},
+    **{("eval", case): (CheckpointError, m) for case, m in _CHECKPOINT_REFUSALS.items()},
+    **{("resume", case): (CheckpointError, m) for case, m in _CHECKPOINT_REFUSALS.items() if case != "missing"},
+    ("resume", "missing"): (CheckpointError, r"cannot resume: .* does not exist"),
+    ("backbone_weights", "evil"): (
+        WeightLoadError,
+        r"refused: the file's pickle would import or call (builtins\.)?exec",
+    ),
+    ("backbone_weights", "another width"): (WeightLoadError, r"shape mismatches \(different width_mult\?\)"),
+    ("backbone_weights", "truncated"): (
+        WeightLoadError,
+        r"not a readable torch weights file \(truncated or corrupt\?\)",
+    ),
+    ("backbone_weights", "missing"): (WeightLoadError, r"no such weights file"),
+}
+
+
+@pytest.mark.parametrize(("entry", "case"), list(REFUSALS), ids=[f"{e}-{c}" for e, c in REFUSALS])
+def test_a_checkpoint_that_does_not_fit_is_one_clear_error_before_anything_runs(
+    hostile: Hostile, tmp_path: Path, entry: str, case: str
+) -> None:
+    error_type, pattern = REFUSALS[entry, case]
+    out = tmp_path / "out"
+
+    with pytest.raises(error_type, match=pattern) as error:
+        ENTRY_POINTS[entry](hostile, hostile.files[case], out)
+
+    named = out / "checkpoints" / "last.ckpt" if entry == "resume" else hostile.files[case]
+    assert str(named) in str(error.value)
+
+    assert isinstance(error.value, USER_ERRORS) and "\n" not in str(error.value)  # the tools print it as one line
+    assert not hostile.marker.exists()
+    written = {path.relative_to(out).as_posix() for path in out.rglob("*")} - {"checkpoints", "checkpoints/last.ckpt"}
+    assert not written  # no logs, config.yaml or metrics.json: refused before the run started

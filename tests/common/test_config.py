@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import re
+import socket
 from pathlib import Path
 
 import pytest
 
 from backbone import BACKBONES, BackboneSpec, MobileNetV1Backbone, load_weights
 from tasks.common.build import build_module, resolve_normalization
-from tasks.common.config import apply_overrides, load_config
+from tasks.common.config import apply_overrides, load_config, parameter_types, signature_keys
 from tasks.common.errors import ConfigError
+from tasks.common.optim import OptimizerConfig
 from tasks.detection.task import TASK as DETECTION
-from tasks.registry import load_task_config
+from tasks.registry import TASKS, load_task_config
 
 CONFIG = """\
 task: detection
@@ -115,6 +118,41 @@ def test_a_negative_min_steps_is_refused(config_file: Path) -> None:
         load_task_config(config_file, ["min_steps=-5"])
 
 
+@pytest.mark.parametrize("task", ["detection", "classification", "face_attributes", "face_embedding"])
+def test_the_data_settings_every_task_shares_are_checked_by_name_and_type(config_file: Path, task: str) -> None:
+    # Declared once, on TaskDataModule; each task's data module passes them on through **shared.
+    run = [f"task={task}", f"model.name={TASKS[task].default_model}"]
+    config, _ = load_task_config(config_file, [*run, "data.max_image_pixels=1000"])
+    assert config["data"]["max_image_pixels"] == 1000
+    with pytest.raises(ConfigError, match=r"unknown key data\.max_image_pixel \(did you mean max_image_pixels\?\)"):
+        load_task_config(config_file, [*run, "data.max_image_pixel=1000"])
+    with pytest.raises(ConfigError, match=r"data\.max_image_pixels must be .*got True"):
+        load_task_config(config_file, [*run, "data.max_image_pixels=true"])
+    with pytest.raises(ConfigError, match=r"data\.val_batch_size must be .*got 2\.5"):
+        load_task_config(config_file, [*run, "data.val_batch_size=2.5"])
+
+
+class _Base:
+    def __init__(self, size: int = 1, name: str = "base") -> None:
+        pass
+
+
+class _Forwarding(_Base):
+    def __init__(self, rate: float = 0.5, size: int = 2, **rest: object) -> None:
+        super().__init__(size=size, **rest)
+
+
+class _Closed(_Base):
+    def __init__(self, rate: float = 0.5) -> None:
+        super().__init__()
+
+
+def test_a_class_passing_kwargs_to_its_base_accepts_the_bases_keys_with_its_own_defaults_first() -> None:
+    assert parameter_types(_Forwarding) == {"rate": float, "size": int, "name": str}
+    assert signature_keys(_Forwarding)["size"].default == 2
+    assert list(signature_keys(_Closed)) == ["rate"]
+
+
 class _GreyBackbone(MobileNetV1Backbone):
     mean = (0.25, 0.25, 0.25)
     std = (0.125, 0.125, 0.125)
@@ -162,8 +200,109 @@ def test_scientific_notation_without_a_dot_is_a_float_in_files_and_overrides(con
     assert overridden["optimizer"]["lr"] == 1e-3 and overridden["data"]["root"] == "1e3d"
 
 
-def test_yaml_tags_that_would_build_python_objects_are_refused(config_file: Path) -> None:
-    config_file.write_text(CONFIG + "extra: !!python/object/apply:os.system ['echo hacked']\n")
+@pytest.mark.parametrize("where", ["file", "override"])
+def test_yaml_tags_that_would_build_python_objects_are_refused_and_never_run(
+    config_file: Path, tmp_path: Path, where: str
+) -> None:
+    marker = tmp_path / "marker"
+    tag = f"!!python/object/apply:os.system ['touch {marker}']"
+    if where == "file":
+        config_file.write_text(CONFIG + f"extra: {tag}\n")
+    overrides = [f"data.root={tag}"] if where == "override" else []
 
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    with pytest.raises(ConfigError, match=r"not valid YAML: line \d+, column \d+: .*python/object/apply:os.system"):
+        load_config(config_file, overrides)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("line", "setting", "message"),
+    [
+        ("  root: data/shapes\n", "  batch_size: true\n", r"data.batch_size must be int, got True \(bool\)"),
+        ("  name: sgd\n", "  lr: true\n", r"optimizer.lr must be float, got True \(bool\)"),
+        ("seed: 1\n", "min_steps: false\n", r"min_steps must be an integer >= 0, got False"),
+    ],
+)
+def test_booleans_are_neither_integers_nor_floats(config_file: Path, line: str, setting: str, message: str) -> None:
+    config_file.write_text(CONFIG.replace(line, line + setting))
+
+    with pytest.raises(ConfigError, match=f"run.yaml: {message}"):
+        load_task_config(config_file)
+
+
+def test_an_integer_is_a_float(config_file: Path) -> None:
+    config, _ = load_task_config(config_file, ["optimizer.lr=1"])
+
+    assert OptimizerConfig(**config["optimizer"]).lr == 1.0
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("- task: detection\n- seed: 1\n", "the top level must be a mapping of sections, got list"),
+        ("detection\n", "the top level must be a mapping of sections, got str"),
+        ("", "missing key task"),
+    ],
+    ids=["list", "scalar", "empty"],
+)
+def test_a_top_level_that_is_not_a_mapping_of_sections_is_refused(config_file: Path, text: str, message: str) -> None:
+    config_file.write_text(text)
+
+    with pytest.raises(ConfigError, match=f"run.yaml: {message}"):
+        load_task_config(config_file)
+
+
+@pytest.mark.parametrize("where", ["file", "override"])
+def test_a_section_that_is_not_a_mapping_is_refused(config_file: Path, where: str) -> None:
+    if where == "file":
+        config_file.write_text(CONFIG.replace("data:\n  root: data/shapes\n", "data: 3\n"))
+    overrides = ["data=3"] if where == "override" else []
+
+    with pytest.raises(ConfigError, match="run.yaml: data must be a mapping, got 3"):
+        load_task_config(config_file, overrides)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            CONFIG.replace("  width_mult: 0.25\n", "  width_mult: 0.25\n  width_mult: 0.5\n"),
+            "model.width_mult on line 6",
+        ),
+        (CONFIG + "trainer:\n  max_epochs: 3\n", "trainer on line 12 \\(first on line 10\\)"),
+    ],
+    ids=["in a section", "a section"],
+)
+def test_a_key_given_twice_is_refused_naming_it_and_its_line(config_file: Path, text: str, message: str) -> None:
+    config_file.write_text(text)
+
+    with pytest.raises(ConfigError, match=f"run.yaml: not valid YAML: duplicate key {message}"):
         load_config(config_file)
+
+
+def test_merge_keys_may_override_what_they_merge(config_file: Path) -> None:
+    config_file.write_text(CONFIG + "defaults: &d {max_epochs: 1, min_epochs: 1}\nother:\n  <<: *d\n  max_epochs: 3\n")
+
+    assert load_config(config_file)["other"] == {"max_epochs": 3, "min_epochs": 1}
+
+
+@pytest.mark.parametrize(
+    "name", ["hf-hub:timm/mobilenetv3_large_100.ra_in1k", "hf_hub:timm/resnet10t", "timm/resnet10t", "local-dir:/m"]
+)
+def test_a_timm_name_that_would_reach_a_model_hub_is_refused_by_the_config_check(
+    config_file: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def offline(*args: object) -> None:
+        raise AssertionError("the config check opened a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", offline)
+    overrides = ["task=classification", "model.name=classifier", f"model.backbone=timm:{name}"]
+
+    with pytest.raises(ConfigError, match=f"run.yaml: model.backbone timm:{re.escape(name)} names a model hub"):
+        load_task_config(config_file, overrides)
+
+
+@pytest.mark.parametrize("override", ["model.width_mult", "=0.5", "model..width_mult=0.5", ".seed=1", "model.=1"])
+def test_a_malformed_override_is_refused_naming_it(config_file: Path, override: str) -> None:
+    with pytest.raises(ConfigError, match=f"command line: override {re.escape(repr(override))} is not of the form"):
+        load_task_config(config_file, [override])

@@ -15,7 +15,7 @@ import torch
 from lightning.fabric.utilities.apply_func import move_data_to_device
 from lightning.pytorch.plugins.precision import HalfPrecision
 from torch import Tensor
-from torch.utils.data import Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import Dataset, SequentialSampler
 
 from tasks.common.data import (
     AlbumentationsTransform,
@@ -145,7 +145,9 @@ def test_training_loaders_shuffle_and_evaluation_loaders_keep_the_order() -> Non
     train = make_loader(Numbers(8), 4, train=True, num_workers=0, collate_fn=collate_stacked)
     val = make_loader(Numbers(8), 4, train=False, num_workers=0, collate_fn=collate_stacked)
 
-    assert isinstance(train.sampler, RandomSampler) and isinstance(val.sampler, SequentialSampler)
+    order = [i for batch in train for i in batch.indices.tolist()]
+    assert sorted(order) == list(range(8)) and order != list(range(8))
+    assert isinstance(val.sampler, SequentialSampler) and indices_seen(val) == list(range(8))
 
 
 def test_loaders_with_workers_seed_them_and_keep_them_alive() -> None:
@@ -321,4 +323,44 @@ def test_the_training_shuffle_depends_on_seed_and_epoch_alone() -> None:
     sampler.set_epoch(1)
     assert list(sampler) != first
     assert list(EpochShuffle(dataset, seed=8)) != first
-    assert isinstance(sampler, RandomSampler)  # so Lightning keeps shuffling under DDP
+    assert [key.epoch for key in sampler] == [1] * len(dataset)  # each index carries its epoch
+
+
+def test_the_training_shuffle_resumes_past_the_samples_a_checkpoint_had_seen() -> None:
+    dataset = list(range(50))
+    sampler = EpochShuffle(dataset, seed=7)
+    sampler.set_epoch(2)
+    whole = list(sampler)
+
+    sampler.resume_at(2, 20)
+    assert list(sampler) == whole[20:]
+    assert list(sampler) == whole  # only the epoch it resumed in is cut
+    sampler.resume_at(1, 20)
+    assert list(sampler) == whole  # a skip recorded for another epoch does not apply
+
+
+def _jittered_by_index(num_workers: int, skip_batches: int = 0) -> dict[tuple[int, int], Tensor]:
+    """{(epoch, index): augmented image} over two epochs of a run seeded 3, the second entered past
+    ``skip_batches`` batches as a resumed run's would be."""
+    images: dict[tuple[int, int], Tensor] = {}
+    with mock.patch.dict(os.environ, {"PL_GLOBAL_SEED": "3"}):
+        loader = make_loader(
+            RepeatedImage(Jitter(seed=None), size=6), 2, train=True, num_workers=num_workers, collate_fn=collate_stacked
+        )
+        for epoch in range(2):
+            loader.sampler.set_epoch(epoch)
+            if epoch == 1 and skip_batches:
+                loader.load_state_dict({"epoch": 1, "batches": skip_batches})
+            for batch in loader:
+                images.update(((epoch, i), x) for i, x in zip(batch.indices.tolist(), batch.inputs, strict=True))
+    return images
+
+
+def test_each_sample_is_augmented_from_its_own_seed_whatever_the_workers_or_a_resume() -> None:
+    alone = _jittered_by_index(num_workers=0)
+    workers = _jittered_by_index(num_workers=2)
+    resumed = _jittered_by_index(num_workers=2, skip_batches=1)
+
+    assert alone.keys() == workers.keys() and all(torch.equal(alone[key], workers[key]) for key in alone)
+    assert len(resumed) == 6 + 4 and all(torch.equal(alone[key], value) for key, value in resumed.items())
+    assert not torch.equal(alone[(0, 0)], alone[(1, 0)])  # another epoch, another augmentation

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import lightning as L
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from tasks.common.data import Batch, collate_lists
 from tasks.common.errors import ConfigError, DatasetError, ImageLoadError
@@ -74,15 +78,41 @@ def test_degenerate_boxes_are_dropped_counted_and_logged_once(quirky_coco, caplo
         dataset = CocoDetection(*quirky_coco)
     assert dataset.num_dropped_boxes == 2  # the zero-width box and the box entirely outside
     messages = [r.getMessage() for r in caplog.records if "degenerate" in r.getMessage()]
-    assert messages == [f"dropped 2 degenerate boxes in {quirky_coco[1]}"]
+    assert messages == [
+        f"dropped 2 degenerate boxes in {quirky_coco[1]} (no width or height inside the image): annotation ids 3, 5"
+    ]
+
+
+def test_boxes_of_negative_size_are_dropped_and_named_but_crowd_regions_are_not(quirky_coco, tmp_path, caplog):
+    def change(data: dict) -> None:
+        data["annotations"][0].update(bbox=[30, 10, -5, 12])
+        data["annotations"][5].update(bbox=[10, 10, 20, -20])
+        data["annotations"].append({"id": 9, "image_id": 20, "category_id": 3, "bbox": [0, 0, 0, 0], "iscrowd": 1})
+
+    bad = rewrite(quirky_coco[1], tmp_path / "negative.json", change)
+    with caplog.at_level(logging.WARNING, logger="tasks.detection.data"):
+        dataset = CocoDetection(quirky_coco[0], bad)
+    assert dataset.dropped_box_ids == [1, 3, 5, 6]
+    assert "dropped 4 degenerate boxes" in caplog.text and "annotation ids 1, 3, 5, 6" in caplog.text
+    for boxes, _ in dataset._targets.values():
+        assert np.isfinite(boxes).all() and (boxes[:, 2:] > boxes[:, :2]).all()
 
 
 @pytest.mark.parametrize("image_id", [30, 40, 50], ids=["grey", "rgba", "cmyk"])
-def test_grey_rgba_and_cmyk_files_become_three_channel_floats(quirky_coco, image_id):
+def test_grey_rgba_and_cmyk_files_become_the_rgb_they_were_made_from(quirky_coco, image_id):
+    # The files are random RGB pixels converted to L, RGBA or CMYK (see make_quirky_coco): read back as RGB they
+    # give those pixels again, exactly for the lossless PNG and within JPEG's error (7.7 levels on average for
+    # this noise, against 80 or more for an inverted CMYK or a channel lost) for the others.
     image, _ = sample_for(CocoDetection(*quirky_coco), image_id)
-    assert image.shape == (3, 64, 64)
-    assert image.dtype == torch.float32
-    assert 0.0 <= image.min() and image.max() <= 1.0
+    pixels = np.random.default_rng(image_id).integers(0, 256, size=(64, 64, 3), dtype=np.uint8)
+    if image_id == 30:
+        pixels = np.asarray(Image.fromarray(pixels).convert("L"))[..., None].repeat(3, axis=2)
+    got = (image.permute(1, 2, 0) * 255).round().to(torch.int64).numpy()
+    assert image.shape == (3, 64, 64) and image.dtype == torch.float32
+    error = np.abs(got - pixels.astype(np.int64)).mean()
+    assert error == 0 if image_id == 40 else error < 12
+    if image_id == 30:
+        assert (got[..., 0] == got[..., 1]).all() and (got[..., 1] == got[..., 2]).all()
 
 
 def test_corrupt_image_in_train_mode_warns_naming_it_and_is_skipped(broken_images_coco):
@@ -134,6 +164,32 @@ def rewrite(ann_file: Path, out: Path, change: Callable[[dict], None]) -> Path:
         (lambda d: d["images"][0].update(file_name="../../etc/x.jpg"), r"image 10: file name .* leaves"),
         (lambda d: d["images"][0].update(file_name="/etc/passwd"), r"image 10: absolute file name '/etc/passwd'"),
         (lambda d: d["images"][0].update(file_name=7), r"image 10: file name 7 is not a non-empty string"),
+        (lambda d: d["images"][0].update(file_name="a\0.jpg"), r"image 10: file name .* holds a NUL"),
+        (lambda d: d.pop("annotations"), r"\['annotations'\]"),
+        (lambda d: d["images"].clear(), r"'images' is empty"),
+        (lambda d: d["images"][0].pop("file_name"), r"image 10 lacks \['file_name'\]"),
+        (lambda d: d["images"][0].update(width="64"), r"image 10 has width x height '64' x 48"),
+        (lambda d: d["images"][0].update(height=float("nan")), r"image 10 has width x height 64 x nan"),
+        (lambda d: d["annotations"][0].pop("bbox"), r"annotation 1 lacks \['bbox'\]"),
+        (lambda d: d["annotations"][0].pop("category_id"), r"annotation 1 lacks \['category_id'\]"),
+        (lambda d: d["annotations"][0].pop("id"), r"annotations\[0\] has no integer 'id'"),
+        (lambda d: d["categories"][0].update(id="15"), r"categories\[0\] has no integer 'id'"),
+        (lambda d: d["annotations"].append(dict(d["annotations"][0])), r"annotation id 1 appears twice"),
+        (lambda d: d["categories"].append(dict(d["categories"][0])), r"category id 15 appears twice"),
+        (lambda d: d["annotations"][0].update(image_id="10"), r"annotation 1 .*unknown image_id '10'"),
+        (
+            lambda d: (d["categories"][0].update(id=1), d["annotations"][0].update(category_id=True)),
+            r"annotation 1 .*unknown category_id True",
+        ),
+        (lambda d: d["annotations"][0].update(bbox=[5, 5, float("nan"), 10]), r"annotation 1 has bbox \[5, 5, nan"),
+        (lambda d: d["annotations"][0].update(bbox=[5, 5, 20, float("inf")]), r"annotation 1 has bbox .*inf\]"),
+        (lambda d: d["annotations"][0].update(area="200"), r"annotation 1 has area '200'"),
+        (lambda d: d["annotations"][0].update(area=True), r"annotation 1 has area True"),
+        (lambda d: d["annotations"][0].update(area=[200]), r"annotation 1 has area \[200\]"),
+        (lambda d: d["annotations"][0].update(area=float("nan")), r"annotation 1 has area nan"),
+        (lambda d: d["annotations"][0].update(iscrowd="0"), r"annotation 1 has iscrowd '0', expected 0 or 1"),
+        (lambda d: d["annotations"][0].update(iscrowd=True), r"annotation 1 has iscrowd True"),
+        (lambda d: d["annotations"][0].update(iscrowd=[0]), r"annotation 1 has iscrowd \[0\]"),
     ],
     ids=[
         "unknown-image",
@@ -146,6 +202,29 @@ def rewrite(ann_file: Path, out: Path, change: Callable[[dict], None]) -> Path:
         "file-name-with-dotdot",
         "absolute-file-name",
         "file-name-not-a-string",
+        "file-name-with-nul",
+        "no-annotations",
+        "empty-images",
+        "image-without-file-name",
+        "string-width",
+        "nan-height",
+        "annotation-without-bbox",
+        "annotation-without-category",
+        "annotation-without-id",
+        "string-category-id",
+        "duplicate-annotation",
+        "duplicate-category",
+        "string-image-id",
+        "bool-category-id",
+        "nan-in-bbox",
+        "infinite-bbox-height",
+        "string-area",
+        "bool-area",
+        "list-area",
+        "nan-area",
+        "string-iscrowd",
+        "bool-iscrowd",
+        "list-iscrowd",
     ],
 )
 def test_malformed_annotation_file_error_names_file_and_id(quirky_coco, tmp_path, change, expected):
@@ -156,9 +235,17 @@ def test_malformed_annotation_file_error_names_file_and_id(quirky_coco, tmp_path
     assert str(bad) in str(error.value)
 
 
-def test_annotation_file_that_is_not_json_is_an_error_naming_it(quirky_coco, tmp_path):
+def test_annotation_file_that_is_not_json_is_an_error_naming_it_and_the_line(quirky_coco, tmp_path):
     bad = tmp_path / "bad.json"
-    bad.write_text("{'images': oops")
+    bad.write_text('{"images": [],\n  "annotations": oops}')
+    with pytest.raises(DatasetError, match="line 2 column 18: not a valid JSON") as error:
+        CocoDetection(quirky_coco[0], bad)
+    assert str(bad) in str(error.value)
+
+
+def test_annotation_file_nested_too_deeply_is_an_error_naming_it(quirky_coco, tmp_path):
+    bad = tmp_path / "deep.json"
+    bad.write_text("[" * 100_000)
     with pytest.raises(DatasetError, match="not a valid JSON") as error:
         CocoDetection(quirky_coco[0], bad)
     assert str(bad) in str(error.value)
@@ -202,15 +289,18 @@ def test_datamodule_val_images_and_boxes_stay_in_original_pixels(shapes_root):
 def test_datamodule_loaders_shuffle_train_only_and_batch_as_lists(shapes_root):
     module = train_datamodule(shapes_root, batch_size=4)
     train, val = module.train_dataloader(), module.val_dataloader()
-    assert isinstance(train.sampler, torch.utils.data.RandomSampler)
+    order = [i for batch in train for i in batch.indices.tolist()]
+    assert order != sorted(order)
     assert isinstance(val.sampler, torch.utils.data.SequentialSampler)
     assert train.collate_fn is collate_lists and val.collate_fn is collate_lists
 
 
-def ssd_epoch(root: Path, torch_seed: int) -> list[torch.Tensor]:
-    torch.manual_seed(torch_seed)
+def ssd_epoch(root: Path, seed: int) -> list[torch.Tensor]:
+    """One epoch's augmented images, in dataset order, of a run seeded with ``seed`` (as the runner seeds it)."""
+    L.seed_everything(seed, verbose=False)
     module = train_datamodule(root, image_size=64, batch_size=4, augment="ssd")
-    return [image for batch in module.train_dataloader() for image in batch.inputs]
+    images = {i: x for batch in module.train_dataloader() for i, x in zip(batch.indices.tolist(), batch.inputs)}
+    return [images[i] for i in sorted(images)]
 
 
 def test_the_same_torch_seed_gives_the_same_training_augmentation(shapes_root):
@@ -234,6 +324,18 @@ def test_datamodule_reports_classes_and_normalisation(shapes_root):
 def test_datamodule_rejects_a_std_of_zero_naming_the_key(shapes_root):
     with pytest.raises(ConfigError, match="data.std"):
         CocoDataModule(str(shapes_root), num_workers=0, std=[0.2, 0.0, 0.2])
+
+
+def test_datamodule_skips_training_images_over_max_image_pixels_and_refuses_them_in_evaluation(shapes_root):
+    datamodule = CocoDataModule(str(shapes_root), image_size=64, num_workers=0, max_image_pixels=1000)
+    datamodule.setup("fit")
+    train, val = datamodule.train_dataset, datamodule.val_dataset
+    train_path, val_path = (dataset.image_path(dataset.image_ids[0]) for dataset in (train, val))
+
+    with pytest.warns(UserWarning, match=re.escape(str(train_path)) + r".*data\.max_image_pixels=1000"):
+        assert train[0] is None
+    with pytest.raises(ImageLoadError, match=re.escape(str(val_path)) + r".*data\.max_image_pixels=1000"):
+        val[0]
 
 
 def test_datamodule_missing_path_names_path_and_argument(shapes_root):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -65,6 +66,15 @@ def captured_run(dogs: Path, teacher_checkpoint: Path, tmp_path_factory: pytest.
         patch.undo()
     captured["config"] = tmp / "c.yaml"
     return captured
+
+
+@pytest.mark.slow
+def test_a_rerun_with_the_same_seed_ends_with_the_same_weights_and_metrics(
+    captured_run: dict[str, Any], teacher_checkpoint: Path, tmp_path: Path, assert_same_run
+) -> None:
+    rerun = _run(captured_run["config"], tmp_path / "run", str(teacher_checkpoint))
+
+    assert_same_run(captured_run["run_dir"], rerun)
 
 
 @pytest.mark.slow
@@ -229,6 +239,15 @@ def test_unlabeled_images_alone_can_be_the_training_set(dogs: Path, tmp_path: Pa
     assert not labeled_mask(torch.tensor([data.train_dataset[0][1]])).any()
 
 
+def test_unlabelled_images_over_the_tasks_max_image_pixels_are_skipped_naming_them(dogs: Path, tmp_path: Path) -> None:
+    # The dogs are 40 to 56 pixels a side: 1600 pixels at least.
+    data = _data(dogs, tmp_path, data={"max_image_pixels": 1000}, unlabeled=str(dogs / "Images"), train_on="unlabeled")
+    first = data.train_dataset.path(0)
+
+    with pytest.warns(UserWarning, match=re.escape(str(first)) + r".*data\.max_image_pixels=1000"):
+        assert data.train_dataset[0] is None
+
+
 def test_the_cache_gives_the_loss_of_the_live_teacher(dogs: Path, tmp_path: Path, teacher_checkpoint: Path) -> None:
     data = _data(dogs, tmp_path, teacher_size=48)
     config, task = load_task_config(tmp_path / "c.yaml")
@@ -284,6 +303,7 @@ def test_a_student_learns_from_an_unlabelled_folder_alone(dogs: Path, tmp_path: 
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert 0.0 <= metrics["top1"] <= 1.0 and 0.0 <= metrics["teacher_top1"] <= 1.0
+    assert metrics["train_size"] == 6  # the images it trained on, not the task's labelled split
     trained = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     # 6 images (found below the folder): one full batch of 4; the 12 labelled images would give the 2 allowed
     assert trained["global_step"] == 1

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tasks.common.data import Batch, collate_stacked
-from tasks.common.errors import ConfigError, DatasetError
+from tasks.common.errors import ConfigError, DatasetError, ImageLoadError
 from tasks.face_attributes.data import (
     FaceAttributeDataModule,
     read_attribute_list,
@@ -136,6 +136,57 @@ def test_a_malformed_partition_is_refused_naming_the_file_and_line(tmp_path: Pat
         read_partition_list(path)
 
 
+@pytest.mark.parametrize("file_name", ["list_attr_celeba.txt", "list_eval_partition.txt"])
+def test_a_list_that_names_no_image_is_refused(tmp_path: Path, file_name: str) -> None:
+    path = tmp_path / file_name
+    path.write_text("0\nSmiling\n" if file_name == "list_attr_celeba.txt" else "\n")
+    reader = read_attribute_list if file_name == "list_attr_celeba.txt" else read_partition_list
+
+    with pytest.raises(DatasetError, match=rf"{re.escape(str(path))}: lists no images"):
+        reader(path)
+
+
+def test_an_attribute_list_that_is_not_utf8_is_refused_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "list_attr_celeba.txt"
+    path.write_bytes("1\nSmiling\n00000\xe9.jpg 1\n".encode("latin-1"))
+
+    with pytest.raises(DatasetError, match=rf"{re.escape(str(path))}: cannot read: UnicodeDecodeError"):
+        read_attribute_list(path)
+
+
+@pytest.mark.parametrize(("partition", "val_split"), [(PARTITION.replace(" 1\n", " 0\n"), "val"), (PARTITION, "test")])
+def test_a_validation_split_without_images_is_refused_naming_the_partition(
+    tmp_path: Path, partition: str, val_split: str
+) -> None:
+    root = write_celeba(tmp_path, ATTRIBUTES, partition, IMAGES)
+
+    with pytest.raises(DatasetError, match=rf"list_eval_partition.txt: no image is in split \d \({val_split}\)"):
+        read_celeba(root, val_split=val_split)
+
+
+def test_a_partition_without_training_images_is_refused(tmp_path: Path) -> None:
+    root = write_celeba(tmp_path, ATTRIBUTES, "000001.jpg 1\n000002.jpg 2\n000003.jpg 1\n", IMAGES)
+
+    with pytest.raises(DatasetError, match=r"list_eval_partition.txt: no image is in split 0 \(train\)"):
+        read_celeba(root)
+
+
+@pytest.mark.parametrize(
+    ("misplaced", "what", "expected"),
+    [
+        ("attribute_file", "attribute list", "list_attr_celeba.txt"),
+        ("image_folder", "image folder", "img_align_celeba"),
+    ],
+)
+def test_a_missing_attribute_list_or_image_folder_is_named(
+    tmp_path: Path, misplaced: str, what: str, expected: str
+) -> None:
+    root = write_celeba(tmp_path, ATTRIBUTES, PARTITION, IMAGES, **{misplaced: "elsewhere"})
+
+    with pytest.raises(DatasetError, match=rf"CelebA {what} not found: expected .*{expected} or "):
+        read_celeba(root)
+
+
 def test_an_image_in_the_attribute_list_only_is_named_with_its_line(tmp_path: Path) -> None:
     root = write_celeba(tmp_path, ATTRIBUTES, "000001.jpg 0\n000003.jpg 1\n", IMAGES)
 
@@ -211,3 +262,14 @@ def test_a_corrupt_training_image_is_skipped_with_a_warning_naming_it(tmp_path: 
 
     with pytest.warns(UserWarning, match="000002.jpg"):
         assert data.train_dataset[1] is None
+
+
+def test_an_image_over_max_image_pixels_is_skipped_in_training_and_an_error_in_evaluation(tmp_path: Path) -> None:
+    root = write_celeba(tmp_path, ATTRIBUTES, PARTITION, IMAGES)
+    data = FaceAttributeDataModule(root=str(root), image_size=16, max_image_pixels=1)
+    data.setup("fit")
+
+    with pytest.warns(UserWarning, match=re.escape(str(data.train_dataset.paths[0])) + r".*max_image_pixels=1\b"):
+        assert data.train_dataset[0] is None
+    with pytest.raises(ImageLoadError, match=re.escape(str(data.val_dataset.paths[0])) + r".*max_image_pixels=1\b"):
+        data.val_dataset[0]

@@ -55,6 +55,19 @@ def _tiny_config(tmp_path: Path, root: Path) -> Path:
 
 
 @pytest.mark.slow
+def test_a_rerun_with_the_same_seed_ends_with_the_same_weights_and_metrics(
+    tmp_path: Path, celeba_root: Path, assert_same_run
+) -> None:
+    # Augmented (the default light crop and flip) and shuffled: every random draw follows the seed.
+    runs = []
+    for name in ("first", "second"):
+        config, task = load_task_config(_tiny_config(tmp_path, celeba_root))
+        runs.append(train(task, config, out=tmp_path / name))
+
+    assert_same_run(*runs)
+
+
+@pytest.mark.slow
 def test_training_writes_metrics_and_outputs_that_evaluation_and_prediction_reuse(
     tmp_path: Path, celeba_root: Path
 ) -> None:

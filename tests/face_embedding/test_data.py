@@ -3,13 +3,14 @@ to the LFW people with a warning, and the target of unlabelled images."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from tasks.common.errors import DatasetError
+from tasks.common.errors import DatasetError, ImageLoadError
 from tasks.face_embedding.data import FaceEmbeddingDataModule, read_pairs
 
 from .conftest import FOLDS, PAIRS_PER_FOLD, TRAIN_IDENTITIES, TRAIN_PICTURES
@@ -79,6 +80,17 @@ def test_a_pairs_image_that_is_missing_is_named(lfw_copy: Path) -> None:
 
     with pytest.raises(DatasetError, match=victim.name):
         _data(lfw_copy).data_info()
+
+
+def test_an_image_over_max_image_pixels_is_skipped_in_training_and_an_error_in_verification(lfw_root: Path) -> None:
+    data = _data(lfw_root, max_image_pixels=1)
+    data.setup("fit")
+    train_path, val_path = data.train_dataset.samples[0][0], data.val_dataset.samples[0][0]
+
+    with pytest.warns(UserWarning, match=re.escape(str(train_path)) + r".*max_image_pixels=1\b"):
+        assert data.train_dataset[0] is None
+    with pytest.raises(ImageLoadError, match=re.escape(str(val_path)) + r".*max_image_pixels=1\b"):
+        data.val_dataset[0]
 
 
 def test_unlabelled_images_take_cross_entropys_ignored_target(lfw_root: Path) -> None:

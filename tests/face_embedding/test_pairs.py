@@ -66,6 +66,10 @@ def test_any_number_of_folds_is_read(tmp_path: Path) -> None:
         ("ten\nA_B\t1\t2\n", 1, "'ten'"),
         ("1\t1\n..\t1\t2\nA_B\t1\tC_D\t2\n", 2, "leaves the lfw folder"),
         ("1\t1\nA_B\t1\t2\nA_B\t1\t/etc\t2\n", 3, "absolute file name '/etc'"),
+        ("1\t1\nA_B\t1\t\u00b2\nA_B\t1\tC_D\t2\n", 2, "n2 must be a positive integer, got '\u00b2'"),
+        ("1\t1\nA_B\t1\t2.0\nA_B\t1\tC_D\t2\n", 2, "'2.0'"),
+        ("0\t300\nA_B\t1\t2\n", 1, "a header value must be a positive integer, got '0'"),
+        ("1\t1\nA\x00B\t1\t2\nA_B\t1\tC_D\t2\n", 2, "holds a NUL"),
     ],
 )
 def test_a_malformed_line_is_refused_naming_file_and_line(tmp_path: Path, text: str, line: int, words: str) -> None:
@@ -81,6 +85,21 @@ def test_a_row_count_that_disagrees_with_the_header_is_refused(tmp_path: Path) -
 
     with pytest.raises(DatasetError, match="4 rows, the file has 3"):
         read_pairs(path)
+
+
+def test_a_file_that_is_not_utf8_is_refused_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "pairs.txt"
+    path.write_bytes("1\nJos\xe9_Dirceu\t1\t2\nA_B\t1\tC_D\t2\n".encode("latin-1"))
+
+    with pytest.raises(DatasetError, match=f"{path}: cannot read: UnicodeDecodeError"):
+        read_pairs(path)
+
+
+def test_a_byte_order_mark_is_not_part_of_the_header(tmp_path: Path) -> None:
+    path = tmp_path / "pairs.txt"
+    path.write_bytes("1\nA_B\t1\t2\nA_B\t1\tC_D\t2\n".encode("utf-8-sig"))
+
+    assert read_pairs(path).pairs_per_fold == 1
 
 
 def test_an_empty_or_missing_file_is_refused(tmp_path: Path) -> None:

@@ -79,6 +79,15 @@ def identity_run(tmp_path_factory: pytest.TempPathFactory, lfw_root: Path) -> Pa
 
 
 @pytest.mark.slow
+def test_a_rerun_with_the_same_seed_ends_with_the_same_weights_and_metrics(
+    identity_run: Path, lfw_root: Path, tmp_path: Path, assert_same_run
+) -> None:
+    config, task = load_task_config(_tiny_config(tmp_path, lfw_root, {"name": "identity_classifier"}))
+
+    assert_same_run(identity_run, train(task, config, out=tmp_path / "run"))
+
+
+@pytest.mark.slow
 def test_training_writes_lfw_metrics_and_outputs_that_evaluation_and_prediction_reuse(
     tmp_path: Path, lfw_root: Path, identity_run: Path
 ) -> None:

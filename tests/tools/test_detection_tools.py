@@ -59,6 +59,16 @@ def trained(shapes: Path, tmp_path_factory) -> Path:
     return run_dir
 
 
+@pytest.mark.slow
+def test_a_rerun_with_the_same_seed_ends_with_the_same_weights_and_metrics(
+    trained: Path, shapes: Path, tmp_path: Path, assert_same_run
+) -> None:
+    # Augmented (the demo config flips) and shuffled: every random draw follows the seed.
+    run_tool("train.py", str(CONFIG), "--out", str(tmp_path), f"data.root={shapes}", *TINY)
+
+    assert_same_run(trained, tmp_path)
+
+
 def test_train_writes_run_directory(trained: Path) -> None:
     assert (trained / "checkpoints" / "last.ckpt").is_file()
     assert list((trained / "checkpoints").glob("best-*.ckpt"))

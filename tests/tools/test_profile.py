@@ -12,8 +12,6 @@ import types
 from pathlib import Path
 
 import pytest
-import torch
-from torch import nn
 
 REPO = Path(__file__).resolve().parents[2]
 TOOL = REPO / "tools" / "profile.py"
@@ -58,30 +56,43 @@ def test_shallow_variant_has_no_conv7(capsys: pytest.CaptureFixture[str]) -> Non
     assert names[-1] == "fc"
 
 
-def test_config_is_checked_by_the_registry_and_profiled_through_profile_target(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+# Table 1 of the paper: (stride, output channels at width 1) of the full 3x3 stem, then of the 13 separable layers.
+TABLE_1 = [(2, 32), (1, 64), (2, 128), (1, 128), (2, 256), (1, 256), (2, 512), *[(1, 512)] * 5, (2, 1024), (1, 1024)]
+
+
+def _hand_count(width_mult: float, size: int, num_classes: int) -> tuple[int, int]:
+    """(mult-adds, conv and fc weights) of MobileNetV1 on one size x size image, by Section 3.1's formulas: a
+    separable layer costs D_K^2 M D_F^2 (depthwise) + M N D_F^2 (pointwise); 'same' padding rounds sides up. Only for
+    widths where every layer's channels are whole multiples of 8 (so that no rounding rule enters)."""
+    macs = params = 0
+    side, channels_in = size, 3
+    for index, (stride, channels) in enumerate(TABLE_1):
+        channels_out, side = int(channels * width_mult), -(-side // stride)
+        weights = 9 * channels_in * channels_out if index == 0 else 9 * channels_in + channels_in * channels_out
+        macs, params = macs + weights * side * side, params + weights
+        channels_in = channels_out
+    return macs + channels_in * num_classes, params + channels_in * num_classes
+
+
+def test_the_hand_count_reproduces_the_papers_569m_mult_adds_and_4_2m_parameters() -> None:
+    macs, params = _hand_count(1.0, 224, 1000)
+    assert (round(macs / 1e6), round(params / 1e6, 1)) == (569, 4.2)
+
+
+def test_a_config_is_profiled_on_its_real_model_with_the_overrides_applied(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    calls = []
-    task, config = object(), {"task": "fake"}
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        "task: classification\nmodel:\n  name: classifier\n  width_mult: 1.0\n  num_classes: 10\n"
+        "data:\n  root: not/needed\n  image_size: 224\n"
+    )
 
-    def load_task_config(path: str, overrides: list[str]) -> tuple[dict, object]:
-        calls.append(("load_task_config", path, overrides))
-        return config, task
+    assert main([str(config), "--json", "model.width_mult=0.25", "data.image_size=96"]) == 0
 
-    def profile_target(task_: object, config_: dict) -> tuple[nn.Module, object, str]:
-        calls.append(("profile_target", task_, config_))
-        return nn.Sequential(nn.Conv2d(3, 4, 1)).eval(), torch.zeros(1, 3, 8, 8), "fake task"
-
-    monkeypatch.setitem(sys.modules, "tasks.registry", types.SimpleNamespace(load_task_config=load_task_config))
-    monkeypatch.setitem(sys.modules, "tasks.common.build", types.SimpleNamespace(profile_target=profile_target))
-
-    assert main(["configs/demo.yaml", "--json", "model.width_mult=0.5"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert calls == [
-        ("load_task_config", "configs/demo.yaml", ["model.width_mult=0.5"]),
-        ("profile_target", task, config),
-    ]
-    assert data["description"] == "fake task" and data["macs"] == 4 * 3 * 8 * 8
+    assert (data["macs"], data["params"]) == _hand_count(0.25, 96, 10)
+    assert data["description"] == "classifier: one 96x96 image"
 
 
 def test_the_ssd300_config_costs_what_the_readme_and_the_paper_say(capsys: pytest.CaptureFixture[str]) -> None:
