@@ -39,7 +39,8 @@ demo: $(STAMP) shapes-data
 	$(PY) tools/predict.py configs/demo_shapes_ssd.yaml --checkpoint $(DEMO_RUN)/checkpoints/last.ckpt \
 		$$(ls $(DEMO_DATA)/val2017/*.jpg | head -n 16) --out $(DEMO_RUN)/pictures
 	touch $(DEMO_MARK)
-	@echo "demo done: $(DEMO_RUN)/eval/metrics.json, pictures in $(DEMO_RUN)/pictures"
+	@echo "demo done: $(DEMO_RUN)/eval/metrics.json; ground truth and detections in $(DEMO_RUN)/eval/pictures," \
+		"precision-recall in $(DEMO_RUN)/eval/pr_curves.png, predictions in $(DEMO_RUN)/pictures"
 
 # The other demos: Faster-RCNN on the same shapes set, and the classifier on the synthetic Stanford Dogs set.
 # Each writes its run once: a finished run (its metrics.json) is kept; delete the folder to train again.

@@ -85,16 +85,19 @@ class CostReport:
     def bias_params(self) -> int:
         return sum(layer.bias for layer in self.layers)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    def to_dict(self, per_layer: bool = False) -> dict[str, Any]:
+        """Totals and every layer type (zeros included); with ``per_layer`` also ``layers``, one entry per layer."""
+        data = {
             "description": self.description,
             "macs": self.macs,
             "params": self.params,
             "bias_params": self.bias_params,
             "total_params": self.total_params,
             "by_type": {kind: asdict(cost) for kind, cost in self.by_type.items()},
-            "layers": [asdict(layer) for layer in self.layers],
         }
+        if per_layer:
+            data["layers"] = [asdict(layer) for layer in self.layers]
+        return data
 
     def format_table(self, per_layer: bool = False) -> str:
         lines = [self.description] if self.description else []
@@ -107,7 +110,10 @@ class CostReport:
                 lines.append(f"{name:<34} {layer.type:<13} {shape:<20} {layer.macs / 1e6:>14.3f} {layer.params:>10,}")
             lines.append("")
         lines.append(f"{'type':<13} {'mult-adds (M)':>14} {'%':>7} {'params (M)':>11} {'%':>7}")
+        present = {layer.type for layer in self.layers}  # a type the model does not have gets no row of zeros
         for kind, cost in self.by_type.items():
+            if kind not in present:
+                continue
             lines.append(
                 f"{kind:<13} {cost.macs / 1e6:>14.2f} {cost.macs_pct:>7.2f} {cost.params / 1e6:>11.3f} "
                 f"{cost.params_pct:>7.2f}"

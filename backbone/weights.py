@@ -70,7 +70,8 @@ def load_weights(
         model: a ``MobileNetV1Backbone``, a ``MobileNetV1`` (or any ``FeatureClassifier`` on the backbone), or any
             module holding exactly one backbone (a detector, a distillation student). A classifier target also
             gets the file's classifier when its shape matches; otherwise (another number of classes, a
-            backbone-only file) its ``fc`` keeps its initialisation.
+            backbone-only file) its ``fc`` keeps its initialisation, and a classifier of another size is named in
+            a warning.
         path: .pt/.pth/.bin (torch) or .safetensors file holding our keys (``conv5.pw.conv.weight`` under any
             prefix, e.g. ``backbone.`` or Lightning's ``model.backbone.body.``) or timm's ``mobilenetv1_*`` keys.
         strict: False tolerates missing and unexpected keys (logged as a warning; ``load_weights_report``
@@ -212,7 +213,8 @@ def _looks_like_safetensors(file: Path) -> bool:
 def _to_backbone_keys(
     state: dict[str, torch.Tensor], path: str, prefix: str | None
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], list[str], str]:
-    """Split the file into (backbone keys in our names, classifier {weight, bias}, unexpected keys, format)."""
+    """Split the file into (backbone keys in our names, classifier {file key: tensor} (its weight and bias), unexpected
+    keys, format)."""
     if prefix is None:
         anchors = [(k[: -len(_OURS_ANCHOR)], "ours") for k in state if k.endswith(_OURS_ANCHOR)]
         # timm keys only when none of ours: a distillation checkpoint may hold a timm teacher beside our student.
@@ -236,12 +238,15 @@ def _to_backbone_keys(
     under = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     if source_format == "timm":
         backbone, classifier, unexpected = _from_timm(under)
+        classifier = {f"{prefix}classifier.{k}": v for k, v in classifier.items()}
     else:
         backbone, classifier, unexpected = under, {}, []
         # A MobileNetV1's classifier sits beside its backbone: "<p>backbone.conv0..." and "<p>fc.weight".
         if prefix.endswith("backbone.") or prefix == "":
             parent = prefix[: -len("backbone.")] if prefix else ""
-            classifier = {k: state[f"{parent}fc.{k}"] for k in _CLASSIFIER_KEYS if f"{parent}fc.{k}" in state}
+            classifier = {
+                f"{parent}fc.{k}": state[f"{parent}fc.{k}"] for k in _CLASSIFIER_KEYS if f"{parent}fc.{k}" in state
+            }
             if prefix == "":
                 backbone = {k: v for k, v in under.items() if not k.startswith("fc.")}
     unexpected = [prefix + k for k in unexpected]
@@ -276,19 +281,29 @@ def _from_timm(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor],
 
 
 def _load_classifier(model: FeatureClassifier, classifier: dict[str, torch.Tensor], path: str) -> bool:
+    """Load the file's classifier ({file key: tensor}) into ``model.fc`` when its shapes fit; else say which keys
+    were skipped and why (a warning: a head left at its random initialisation must not pass unnoticed)."""
     expected = model.fc.state_dict()
-    if set(classifier) != set(expected):
+    file_keys = {key.rsplit(".", 1)[1]: key for key in classifier}  # weight -> classifier.weight
+    parts = {part: classifier[key] for part, key in file_keys.items()}
+    if set(parts) != set(expected):
         logger.info("%s: no classifier in the file; fc keeps its initialisation", path)
         return False
-    if any(classifier[k].shape != expected[k].shape for k in expected):
-        logger.info(
-            "%s: the file's classifier has shape %s, the model's %s; fc keeps its initialisation",
+    if any(parts[k].shape != expected[k].shape for k in expected):
+        file_shape, model_shape = tuple(parts["weight"].shape), tuple(expected["weight"].shape)
+        why = (
+            f"{file_shape[0]} classes in the file, {model_shape[0]} in the model"
+            if file_shape[1:] == model_shape[1:]
+            else f"shape {file_shape} in the file, {model_shape} in the model"
+        )
+        logger.warning(
+            "%s: %s not loaded: %s: fc is left at its initialisation",
             path,
-            tuple(classifier["weight"].shape),
-            tuple(expected["weight"].shape),
+            ", ".join(file_keys[k] for k in expected),
+            why,
         )
         return False
-    model.fc.load_state_dict(classifier)
+    model.fc.load_state_dict(parts)
     return True
 
 

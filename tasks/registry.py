@@ -12,7 +12,7 @@ from typing import Any
 
 from tasks.classification.task import TASK as CLASSIFICATION
 from tasks.common.build import check_config
-from tasks.common.config import load_config
+from tasks.common.config import blame, load_config
 from tasks.common.errors import ConfigError
 from tasks.common.task import Task
 from tasks.detection.task import TASK as DETECTION
@@ -45,7 +45,7 @@ def load_task_config(path: str | Path, overrides: Sequence[str] = ()) -> tuple[d
     config = load_config(path, overrides)
     if "task" not in config:
         raise ConfigError(f"{path}: missing key task (one of {', '.join(sorted(TASKS))})")
-    task = get_task(config["task"], path)
+    task = get_task(config["task"], blame(str(path), "task", config["_overrides"]))
     _read_data_unlabeled_as_distill(config, path)
     check_config(config, task, {"distill": DistillConfig})
     return config, task

@@ -6,21 +6,20 @@ python tools/compare_runs.py RUN_DIR [RUN_DIR ...] [--json]
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import yaml
 
-from tasks.common.cli import run_tool
+from tasks.common.cli import ToolParser, run_tool
 from tasks.common.errors import ConfigError
 from tasks.common.report import format_runs, summarize_run
 from tasks.registry import get_task
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ToolParser(description=__doc__)
     parser.add_argument("runs", nargs="+", help="run directories written by tools/train.py or tools/distill.py")
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of the table")
     args = parser.parse_args(argv)

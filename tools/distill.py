@@ -10,7 +10,6 @@ teacher_std are required). With --resume and no --teacher, the teacher recorded 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -18,13 +17,13 @@ from pathlib import Path
 
 import yaml
 
-from tasks.common.cli import run_tool
+from tasks.common.cli import ToolParser, run_tool
 from tasks.distillation.runner import distill
 from tasks.registry import TASKS, load_task_config
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ToolParser(description=__doc__)
     parser.add_argument("config", help="run config (YAML) of the student")
     parser.add_argument("overrides", nargs="*", help="dotted.key=value overrides, e.g. distill.temperature=2")
     parser.add_argument("--teacher", help="checkpoint, timm:NAME or .onnx file")

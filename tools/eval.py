@@ -5,17 +5,16 @@ python tools/eval.py CONFIG --checkpoint CKPT [--out DIR] [--overwrite] [dotted.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
-from tasks.common.cli import run_tool
-from tasks.common.runner import evaluate
+from tasks.common.cli import ToolParser, run_tool
+from tasks.common.runner import eval_dir, evaluate
 from tasks.registry import load_task_config
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ToolParser(description=__doc__)
     parser.add_argument("config", help="run config (YAML)")
     parser.add_argument("overrides", nargs="*", help="dotted.key=value overrides, e.g. data.root=DIR")
     parser.add_argument("--checkpoint", required=True, help="a .ckpt written by tools/train.py")
@@ -26,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     metrics = evaluate(task, config, args.checkpoint, out=args.out, overwrite=args.overwrite)
     if metrics:
         print(json.dumps(metrics, indent=2))
+    out = eval_dir(args.checkpoint, args.out)
+    if (out / "metrics.json").is_file():
+        beside = sorted(f"{p.name}/" if p.is_dir() else p.name for p in out.iterdir() if p.name != "metrics.json")
+        print(f"wrote {out / 'metrics.json'}" + (f"; beside it: {', '.join(beside)}" if beside else ""))
     return 0
 
 

@@ -11,9 +11,9 @@ and prints the same COCO table as tools/eval.py.
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -26,6 +26,8 @@ from torchvision.transforms.functional import pil_to_tensor
 from tqdm import tqdm
 
 from backbone import backbone_normalization, build_backbone
+from tasks.common.cli import ToolParser, run_tool
+from tasks.common.files import check_data_root
 from tasks.detection.evaluation import coco_metrics, to_coco_results
 from tasks.detection.ssd import SSDFeatureExtractor
 
@@ -58,8 +60,8 @@ def build_model(num_classes: int, width_mult: float) -> SSD:
     return SSD(features, anchors, (300, 300), num_classes + 1, head=head, image_mean=list(mean), image_std=list(std))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> int:
+    parser = ToolParser(description=__doc__)
     parser.add_argument("--root", default="data/shapes", help="COCO 2017 layout: annotations/, train2017/, val2017/")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -67,8 +69,10 @@ def main() -> None:
     parser.add_argument("--width", type=float, default=0.25)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="also write the metrics (COCO keys, train_seconds, arguments) to this JSON file")
-    args = parser.parse_args()
-    root = Path(args.root)
+    args = parser.parse_args(argv)
+    if not (args.epochs >= 1 and args.batch_size >= 1 and args.lr > 0 and args.width > 0):
+        parser.error("--epochs and --batch-size must be at least 1, --lr and --width positive")
+    root = check_data_root(args.root, "the COCO 2017 layout: annotations/, train2017/, val2017/", "--root")
     random.seed(args.seed)
     torch.manual_seed(args.seed)
     train_coco, train_ids, cat_to_label = load_split(root, "train")
@@ -110,7 +114,8 @@ def main() -> None:
     print(summary)
     if args.out:
         Path(args.out).write_text(summary + "\n")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

@@ -6,7 +6,6 @@ python tools/profile.py configs/ssd300_mnv1.yaml [--json] [overrides...]
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import os
@@ -32,12 +31,19 @@ if __name__ == "profile":
     _hand_over_to_stdlib_profile()
 else:
     from backbone.cost import CostReport, profile_classifier, profile_model
+    from tasks.common.cli import ToolParser, run_tool
 
-_FLAGS = ("--json", "--per-layer")
+# The classifier table's settings: (default, the override that sets the same for a CONFIG).
+_CLASSIFIER_OPTIONS = {
+    "width": (1.0, "model.width_mult=..."),
+    "resolution": (224, "data.image_size=..."),
+    "variant": ("separable", "model.separable=false or model.shallow=true"),
+    "num_classes": (1000, "model.num_classes=..."),
+}
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _parser() -> ToolParser:
+    parser = ToolParser(
         prog="profile.py",
         description="Mult-adds and parameters (paper counting: conv and fc layers, no BatchNorm) per layer type.",
         epilog="With CONFIG (.yaml/.yml) the model and input come from the task (tasks.common.build.profile_target); "
@@ -45,17 +51,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("config", nargs="?", help="a task config (.yaml/.yml) to profile instead of the classifier")
     parser.add_argument("overrides", nargs="*", help="config overrides, with CONFIG only")
-    parser.add_argument("--width", type=float, default=1.0, help="width multiplier alpha (default 1.0)")
-    parser.add_argument("--resolution", type=int, default=224, help="input size in pixels (default 224)")
+    parser.add_argument("--width", type=float, help="width multiplier alpha (default 1.0)")
+    parser.add_argument("--resolution", type=int, help="input size in pixels (default 224)")
     parser.add_argument(
         "--variant",
         choices=("separable", "conv", "shallow"),
-        default="separable",
-        help="separable: MobileNet; conv: every separable layer a full 3x3 conv; shallow: conv7-conv11 removed",
+        help="separable (default): MobileNet; conv: every separable layer a full 3x3 conv; shallow: conv7-conv11 "
+        "removed",
     )
-    parser.add_argument("--num-classes", type=int, default=1000)
+    parser.add_argument("--num-classes", type=int, help="classes of the fc layer (default 1000)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    parser.add_argument("--per-layer", action="store_true", help="list every conv / fc layer in the table")
+    parser.add_argument("--per-layer", action="store_true", help="list every conv / fc layer (in the JSON too)")
     return parser
 
 
@@ -71,24 +77,31 @@ def profile_config(path: str, overrides: Sequence[str] = ()) -> CostReport:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The command; returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """The command; returns the exit status (a user's mistake raises: ``run_tool`` prints it as one line)."""
     parser = _parser()
-    config = next((a for a in argv if not a.startswith("-") and a.endswith((".yaml", ".yml"))), None)
-    if config is None:
-        args = parser.parse_args(argv)
-        if args.config is not None or args.overrides:
-            parser.error(f"CONFIG must be a .yaml or .yml file, got {args.config!r}")
-        if not (args.width > 0 and args.resolution > 0 and args.num_classes > 0):
+    args = parser.parse_intermixed_args(None if argv is None else list(argv))
+    given = {name: getattr(args, name) for name in _CLASSIFIER_OPTIONS if getattr(args, name) is not None}
+    if args.config is None:
+        settings = {name: given.get(name, default) for name, (default, _) in _CLASSIFIER_OPTIONS.items()}
+        if not (settings["width"] > 0 and settings["resolution"] > 0 and settings["num_classes"] > 0):
             parser.error("--width, --resolution and --num-classes must be positive")
-        report = profile_classifier(args.width, args.resolution, args.variant, args.num_classes)
+        report = profile_classifier(
+            settings["width"], settings["resolution"], settings["variant"], settings["num_classes"]
+        )
     else:
-        rest = [a for a in argv if a != config]
-        args = parser.parse_args([a for a in rest if a in _FLAGS])
-        report = profile_config(config, [a for a in rest if a not in _FLAGS])
-    print(json.dumps(report.to_dict()) if args.json else report.format_table(per_layer=args.per_layer))
+        if not args.config.endswith((".yaml", ".yml")):
+            parser.error(f"CONFIG must be a .yaml or .yml file, got {args.config!r}")
+        if given:
+            flags = ", ".join("--" + name.replace("_", "-") for name in given)
+            instead = "; ".join(_CLASSIFIER_OPTIONS[name][1] for name in given)
+            parser.error(f"{flags}: options of the classifier table, not of a CONFIG; give {instead} after it instead")
+        report = profile_config(args.config, args.overrides)
+    if args.json:
+        print(json.dumps(report.to_dict(per_layer=args.per_layer)))
+    else:
+        print(report.format_table(per_layer=args.per_layer))
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_tool(main))

@@ -5,18 +5,17 @@ python tools/train.py configs/ssd300_mnv1.yaml [--out DIR] [--resume] [dotted.ke
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 
-from tasks.common.cli import run_tool
+from tasks.common.cli import ToolParser, run_tool
 from tasks.common.runner import train
 from tasks.registry import load_task_config
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ToolParser(description=__doc__)
     parser.add_argument("config", help="run config (YAML)")
     parser.add_argument("overrides", nargs="*", help="dotted.key=value overrides, e.g. trainer.max_epochs=1")
     parser.add_argument("--out", help="run directory (default runs/<config name>/<timestamp>)")

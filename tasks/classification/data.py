@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 
 from tasks.common.data import AlbumentationsTransform, TaskDataModule, collate_stacked, draw_seed, image_to_tensor
 from tasks.common.errors import ConfigError, DatasetError
-from tasks.common.files import IMAGE_SUFFIXES, check_inside, find_images
+from tasks.common.files import IMAGE_SUFFIXES, check_data_root, check_inside, find_images
 from tasks.common.images import DEFAULT_MAX_IMAGE_PIXELS, load_rgb, try_load_rgb
 
 __all__ = [
@@ -45,6 +45,13 @@ __all__ = [
 
 Layout = Literal["imagefolder", "stanford_dogs"]
 BoxCrop = Literal["none", "union", "first"]
+STANFORD_DOGS_CLASSES = 120
+# What each layout holds under data.root, for the error that names a missing root.
+LAYOUTS = {
+    "imagefolder": "train/<class>/<image> and val/<class>/<image> (data.layout imagefolder)",
+    "stanford_dogs": "Stanford Dogs' Images/<wnid>-<Breed>/, Annotation/, train_list.mat and test_list.mat "
+    "(data.layout stanford_dogs; tools/make_synthetic.py dogs --out DIR writes a small one)",
+}
 
 
 @dataclass(frozen=True)
@@ -390,13 +397,26 @@ class ClassificationDataModule(TaskDataModule):
 
     @cached_property
     def _index(self) -> tuple[list[Sample], list[Sample], list[str]]:
-        if not self.root.is_dir():
-            raise DatasetError(f"data.root not found: {self.root}")
+        check_data_root(self.root, LAYOUTS[self.layout])
         if self.layout == "stanford_dogs":
             return read_stanford_dogs(self.root, self.crop_to_box)
         train, class_names = read_image_folder(self.root / "train")
         val, _ = read_image_folder(self.root / "val", class_names)
         return train, val, class_names
+
+    @classmethod
+    def known_num_classes(cls, data_config: dict[str, Any]) -> tuple[int | None, str]:
+        """The class folders under ``root`` (Stanford Dogs' ``Images/``, an image folder's ``train/``) when they
+        exist; else Stanford Dogs' 120 breeds, or nothing for an image folder."""
+        root = Path(data_config.get("root", ""))
+        layout = data_config.get("layout", "imagefolder")
+        folder = root / ("Images" if layout == "stanford_dogs" else "train")
+        count = sum(entry.is_dir() for entry in os.scandir(folder)) if folder.is_dir() else 0
+        if count:
+            return count, f"the class folders in {folder}"
+        if layout == "stanford_dogs":
+            return STANFORD_DOGS_CLASSES, f"Stanford Dogs' breeds, data.layout stanford_dogs; no {folder} to count"
+        return None, f"no class folders in {folder} to count"
 
     def data_info(self) -> dict[str, Any]:
         """Classes, split sizes, the evaluation preprocessing (``image_size``, ``eval_crop_fraction``) and the input

@@ -121,6 +121,7 @@ class ClassificationModule(ClassifierModule):
     logged_metrics = ("top1", "top5")
     progress_bar_metrics = ("top1",)
     prediction_summary = "each image's top-5 classes"
+    default_score_threshold = 0.0  # predict prints an image's top classes whatever their scores
     distillation_kind = "softmax"
 
     def __init__(
@@ -182,24 +183,22 @@ class ClassificationModule(ClassifierModule):
         title = f"top-1 {top1:.3f} on {self._metrics['num_images']} images" if top1 is not None else ""
         plot_confusion_matrix(self._confusion, self.class_names, run_dir / "confusion_matrix.png", title)
 
-    def predict_records(self, images: list[np.ndarray], score_threshold: float | None) -> list[list[dict[str, Any]]]:
+    def predict_records(self, images: list[np.ndarray]) -> list[list[dict[str, Any]]]:
         """Per image one record {"top5": [{"class", "score"}, ...]}: its best classes with softmax scores, best
-        first (fewer than 5 with fewer classes, or those below ``score_threshold`` when it is given), after the
-        evaluation preprocessing the model was trained with."""
+        first (fewer than 5 with fewer classes), after the evaluation preprocessing the model was trained with."""
         transform = build_eval_transform(
             int(self.data_info.get("image_size", 224)), float(self.data_info.get("eval_crop_fraction", 0.875))
         )
         batch = torch.stack([transform(image) for image in images]).to(self.device)
         scores, classes = self.model(batch).softmax(dim=1).topk(min(TOP_K, self.num_classes), dim=1)
-        records = []
-        for row_scores, row_classes in zip(scores.tolist(), classes.tolist(), strict=True):
-            top = [
-                {"class": self.class_names[c], "score": round(s, 4)}
-                for s, c in zip(row_scores, row_classes, strict=True)
-                if score_threshold is None or s >= score_threshold
-            ]
-            records.append([{"top5": top}])
-        return records
+        return [
+            [{"top5": [{"class": self.class_names[c], "score": round(s, 4)} for s, c in zip(row, top, strict=True)]}]
+            for row, top in zip(scores.tolist(), classes.tolist(), strict=True)
+        ]
+
+    def prediction_scores(self, records: list[dict[str, Any]]) -> list[tuple[str, float]]:
+        """(class, softmax score) of the image's top classes, best first."""
+        return [(entry["class"], entry["score"]) for record in records for entry in record["top5"]]
 
     @classmethod
     def example_input(

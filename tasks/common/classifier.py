@@ -147,6 +147,9 @@ def _load_timm_weights(network: nn.Module, head_name: str, path: str) -> None:
         for key, value in state.items()
         if key.startswith(head_name + ".") and key in expected and value.shape != expected[key].shape
     ]
+    shapes = ", ".join(
+        f"{key} {tuple(state[key].shape)} in the file, {tuple(expected[key].shape)} in the model" for key in skipped
+    )
     state = {key: value for key, value in state.items() if key not in skipped}
     missing = [key for key in expected if key not in state and key not in skipped]
     unexpected = [key for key in state if key not in expected]
@@ -157,8 +160,8 @@ def _load_timm_weights(network: nn.Module, head_name: str, path: str) -> None:
             f"{unexpected[:10]} ({len(unexpected)}), shape mismatches {mismatched[:10]}"
         )
     network.load_state_dict(state, strict=False)
-    if skipped:
-        logger.info("%s: classifier of another size not loaded (%s); it keeps its initialisation", path, skipped)
+    if skipped:  # a warning: a head left at its random initialisation must not pass unnoticed
+        logger.warning("%s: classifier of another size not loaded (%s): it is left at its initialisation", path, shapes)
 
 
 def build_classifier(

@@ -19,6 +19,9 @@ class ClassifierModule(TaskModule):
     """A TaskModule whose ``model`` is a ``tasks.common.classifier.ImageClassifier``: the backbone stays frozen for
     the first ``model.freeze_backbone_epochs`` epochs."""
 
+    # Dropout is the identity in eval mode; the freezing schedule only decides which parameters train.
+    training_keys = (*TaskModule.training_keys, "dropout", "freeze_backbone_epochs")
+
     def setup(self, stage: str) -> None:
         super().setup(stage)
         strategy = self.trainer.strategy

@@ -25,6 +25,7 @@ __all__ = [
     "load_config",
     "apply_overrides",
     "check_section",
+    "blame",
     "parameter_types",
     "signature_keys",
     "dump_config",
@@ -139,11 +140,23 @@ def apply_overrides(config: dict[str, Any], overrides: Sequence[str], source: st
 
 
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """Read a YAML config and apply overrides. The result records its source under the key ``_source``."""
+    """Read a YAML config and apply overrides. The result records its source under the key ``_source`` and the
+    overrides under ``_overrides`` ({dotted key: the override as given}), so that a mistake is blamed on its origin
+    (``blame``)."""
     path = Path(path)
     config = apply_overrides(_read_yaml(path), overrides)
     config["_source"] = str(path)
+    config["_overrides"] = {override.partition("=")[0]: override for override in overrides}
     return config
+
+
+def blame(source: str, key: str, overrides: Mapping[str, str] | None = None) -> str:
+    """Where the dotted ``key`` of a config was set: ``override KEY=VALUE`` when a command-line override set it (or
+    a key below it), else ``source``, the config file."""
+    for dotted, override in reversed(list((overrides or {}).items())):
+        if dotted == key or dotted.startswith(key + "."):
+            return f"override {override}"
+    return source
 
 
 def dump_config(config: Mapping[str, Any], path: str | Path) -> None:
@@ -222,9 +235,19 @@ def _matches(value: Any, annotation: Any) -> bool:
 
 
 def _describe(annotation: Any) -> str:
-    if typing.get_origin(annotation) is typing.Literal:
-        return "one of " + ", ".join(repr(value) for value in typing.get_args(annotation))
-    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+    """An annotation as a user reads it: ``int or None``, ``one of 'relu', 'relu6'``, ``list of float``."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(value) for value in args)
+    if annotation is None or annotation is type(None):
+        return "None"
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(dict.fromkeys(_describe(arg) for arg in args))  # None last, as Optional[X] lists it
+    name = getattr(origin or annotation, "__name__", None)
+    inner = [arg for arg in args if arg is not Ellipsis]
+    if name is not None and len(inner) == 1:
+        return f"{name} of {_describe(inner[0])}"
+    return name or str(annotation).replace("typing.", "")
 
 
 def parameter_types(target: Callable[..., Any], exclude: Sequence[str] = ()) -> dict[str, Any]:
@@ -240,25 +263,29 @@ def check_section(
     prefix: str,
     source: str,
     ignore: Sequence[str] = (),
+    overrides: Mapping[str, str] | None = None,
 ) -> None:
     """Check that every key of ``section`` is a parameter of ``target`` (a callable, or a ready {key: annotation}
     mapping from ``parameter_types``) and that its value fits the annotation.
 
-    Raises ConfigError such as ``configs/x.yaml: unknown key model.widht_mult (did you mean width_mult?)``.
+    Raises ConfigError such as ``configs/x.yaml: unknown key model.widht_mult (did you mean width_mult?)``, or
+    ``override model.widht_mult=0.5: unknown key ...`` where one of ``overrides`` (``_overrides`` of
+    ``load_config``) set the key.
     """
     allowed = dict(target) if isinstance(target, Mapping) else parameter_types(target)
     for key, value in section.items():
         if key in ignore:
             continue
+        where = blame(source, f"{prefix}.{key}", overrides)
         if key not in allowed:
             close = difflib.get_close_matches(key, list(allowed), n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             valid = ", ".join(sorted(k for k in allowed if k not in ignore))
-            raise ConfigError(f"{source}: unknown key {prefix}.{key}{hint}; valid keys: {valid}")
+            raise ConfigError(f"{where}: unknown key {prefix}.{key}{hint}; valid keys: {valid}")
         annotation = allowed[key]
         if isinstance(annotation, str):  # unresolved forward reference
             continue
         if not _matches(value, annotation):
             raise ConfigError(
-                f"{source}: {prefix}.{key} must be {_describe(annotation)}, got {value!r} ({type(value).__name__})"
+                f"{where}: {prefix}.{key} must be {_describe(annotation)}, got {value!r} ({type(value).__name__})"
             )

@@ -447,6 +447,12 @@ class TaskDataModule(L.LightningDataModule):
         mask = self.labeled_mask(len(self.train_dataset))
         return Subset(self.train_dataset, [index for index, kept in enumerate(mask) if kept])
 
+    @classmethod
+    def known_num_classes(cls, data_config: dict[str, Any]) -> tuple[int | None, str]:
+        """(the number of classes of the ``data:`` section ``data_config``, why), where it is known without reading
+        the dataset (tools/profile.py counts a config's classifier with it); (None, why not) where it is not."""
+        return None, "not known without reading the dataset"
+
     def data_info(self) -> dict[str, Any]:
         """What the LightningModule must know of the data (class names, ids, input settings, ``mean`` and ``std``):
         saved in checkpoints, so prediction needs no dataset. Values must be plain YAML/JSON types."""

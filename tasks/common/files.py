@@ -15,6 +15,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 __all__ = [
     "IMAGE_SUFFIXES",
     "GENERATED_MARK",
+    "check_data_root",
     "find_images",
     "collect_images",
     "check_inside",
@@ -26,6 +27,16 @@ __all__ = [
 # The file tools/make_synthetic.py leaves in what it wrote: the kind and settings, so that a later call may replace
 # its own output and nothing else.
 GENERATED_MARK = ".written-by-make_synthetic.json"
+
+
+def check_data_root(root: str | Path, layout: str, key: str = "data.root") -> Path:
+    """``data.root`` (or the setting ``key``) as a Path when it is a folder, else a DatasetError, the same in every
+    task, naming the folder and the ``layout`` expected in it (e.g. "train/<class>/<image> and val/<class>/<image>")."""
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        state = "is a file, not a folder" if path.exists() else "does not exist"
+        raise DatasetError(f"{key} {path} {state}: expected a folder holding {layout}")
+    return path
 
 
 def find_images(directory: str | Path) -> list[Path]:

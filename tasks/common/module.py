@@ -1,11 +1,11 @@
 """The LightningModule every task derives from: the task contract's hooks, and what all tasks share.
 
 A task writes a subclass that implements the hooks (``training_loss``, ``validation_results``, ``compute_metrics``,
-``predict_records``, ``example_input``; optionally ``draw_prediction`` and ``write_outputs``) and sets the class
-attributes (``monitor``, ``mode``, ...). The base owns the steps, the skipped-image logging, the one gather /
-de-duplicate / broadcast of validation results and of the losses a task records with ``log_validation_loss`` (each
-sample counted once under DDP), ``final_metrics``, the
-optimizer over ``trainable_module()`` and the schedule. The network is built by ``tasks.common.build`` and handed in.
+``predict_records``, ``example_input``; optionally ``draw_prediction``, ``prediction_scores`` and ``write_outputs``)
+and sets the class attributes (``monitor``, ``mode``, ...). The base owns the steps, the skipped-image logging, the
+one gather / de-duplicate / broadcast of validation results and of the losses a task records with
+``log_validation_loss`` (each sample counted once under DDP), ``final_metrics``, the optimizer over
+``trainable_module()`` and the schedule. The network is built by ``tasks.common.build`` and handed in.
 """
 
 from __future__ import annotations
@@ -55,9 +55,15 @@ class TaskModule(L.LightningModule):
         logged_metrics: keys of ``compute_metrics`` logged as ``val/<key>`` each validation (None logged as NaN).
         progress_bar_metrics: those of them also shown on the progress bar.
         inference_keys: ``model:`` keys that only change post-processing: eval and predict may set them unlike
-            the training run.
+            the training run, and theirs are used.
+        training_keys: ``model:`` keys that only change training (initial weights, matching, loss weights, mining,
+            freezing, dropout), not the trained network's parameters or its outputs in eval mode: a checkpoint
+            loads whatever they say. Every other ``model:`` key is the architecture, which must match.
         checkpoint_data_keys: ``data_info`` keys that must agree between a checkpoint and the data it is used on.
         prediction_summary: what ``predict_records`` writes, for the tool's closing message.
+        default_score_threshold: the score below which tools/predict.py shows a prediction neither in a picture nor
+            in its printout (``--score-threshold`` replaces it; predictions.json keeps every prediction); None: the
+            task's predictions have no scores, and the option is refused.
         distillation_kind: what ``distillation_outputs`` returns, for a task whose models can be distilled:
             "softmax" (class logits), "sigmoid" (independent logits, e.g. attributes) or "embedding"
             (L2-normalised embeddings); None: not distillable.
@@ -68,8 +74,10 @@ class TaskModule(L.LightningModule):
     logged_metrics: ClassVar[tuple[str, ...]] = ()
     progress_bar_metrics: ClassVar[tuple[str, ...]] = ()
     inference_keys: ClassVar[tuple[str, ...]] = ()
+    training_keys: ClassVar[tuple[str, ...]] = ("backbone_weights",)
     checkpoint_data_keys: ClassVar[tuple[str, ...]] = ("class_names",)
     prediction_summary: ClassVar[str] = "predictions"
+    default_score_threshold: ClassVar[float | None] = None
     distillation_kind: ClassVar[Literal["softmax", "sigmoid", "embedding"] | None] = None
 
     def __init__(
@@ -117,14 +125,22 @@ class TaskModule(L.LightningModule):
         keys as metrics.json and tools/eval.py. May keep what ``write_outputs`` needs."""
         raise NotImplementedError
 
-    def predict_records(self, images: list[np.ndarray], score_threshold: float | None) -> list[list[dict[str, Any]]]:
-        """For each decoded (H, W, 3) uint8 RGB image, the records predictions.json lists for it (the shared loop
-        adds each record's ``file``). ``score_threshold`` None means the task's default."""
+    def predict_records(self, images: list[np.ndarray]) -> list[list[dict[str, Any]]]:
+        """For each decoded (H, W, 3) uint8 RGB image, the records predictions.json lists for it, all of them (the
+        shared loop adds each record's ``file``)."""
         raise NotImplementedError
 
-    def draw_prediction(self, image: np.ndarray, records: list[dict[str, Any]]) -> np.ndarray | None:
-        """A picture of the image's predictions, (H, W, 3) uint8, saved beside predictions.json; None: no picture."""
+    def draw_prediction(
+        self, image: np.ndarray, records: list[dict[str, Any]], score_threshold: float
+    ) -> np.ndarray | None:
+        """A picture of the image's predictions scored at or above ``score_threshold``, (H, W, 3) uint8, saved beside
+        predictions.json; None: the task draws no pictures."""
         return None
+
+    def prediction_scores(self, records: list[dict[str, Any]]) -> list[tuple[str, float]]:
+        """(label, score) pairs of one image's records, best first, that tools/predict.py prints (those at or above
+        the score threshold); [] where the task's predictions have no scores."""
+        return []
 
     @classmethod
     def example_input(

@@ -21,8 +21,16 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from tasks.common.build import fill_from_checkpoint, load_checkpoint, load_run, read_checkpoint
+from tasks.common.build import (
+    check_trainer,
+    fill_from_checkpoint,
+    load_checkpoint,
+    load_run,
+    read_checkpoint,
+    refuse_another_task,
+)
 from tasks.common.config import dump_config
+from tasks.common.console import console_callbacks, silence_library_chatter
 from tasks.common.errors import CheckpointError, ConfigError
 from tasks.common.module import TaskModule
 from tasks.common.task import Task
@@ -35,6 +43,7 @@ __all__ = [
     "plan_training_length",
     "train",
     "fit",
+    "eval_dir",
     "evaluate",
     "write_json",
 ]
@@ -212,9 +221,11 @@ def build_trainer(
 ) -> L.Trainer:
     """A Trainer with the config's ``trainer:`` arguments, and the runner's logging and checkpointing: last.ckpt
     after every epoch and, with ``checkpoint_every_n_steps``, every that many optimizer steps too."""
+    silence_library_chatter()
     kwargs = dict(trainer_config)
+    callbacks: list = console_callbacks(kwargs)
     if train:
-        callbacks: list = [LearningRateMonitor(logging_interval="step")]
+        callbacks.append(LearningRateMonitor(logging_interval="step"))
         # last.ckpt after every epoch: the newest checkpoint, kept under that name. (``save_last=True`` beside
         # ``save_top_k=0`` writes it only when training ends, so a crash would lose every epoch.)
         latest = {"dirpath": run_dir / "checkpoints", "filename": "last", "enable_version_counter": False}
@@ -235,7 +246,7 @@ def build_trainer(
             )
         kwargs.update(callbacks=callbacks, logger=_loggers(run_dir, log_version), plugins=[DurableCheckpointIO()])
     else:
-        kwargs.update(logger=False, enable_checkpointing=False)
+        kwargs.update(callbacks=callbacks, logger=False, enable_checkpointing=False)
     kwargs.setdefault("log_every_n_steps", 10)
     return L.Trainer(default_root_dir=run_dir, **kwargs)
 
@@ -287,10 +298,11 @@ def train(task: Task, config: dict[str, Any], out: str | Path | None = None, res
     metrics.json and the task's outputs)."""
     L.seed_everything(config.get("seed", 0), workers=True, verbose=False)  # the network's initial weights too
     datamodule, module = load_run(task, config)
-    return fit(module, datamodule, config, out, resume)
+    return fit(task, module, datamodule, config, out, resume)
 
 
 def fit(
+    task: Task,
     module: TaskModule,
     datamodule: L.LightningDataModule,
     config: dict[str, Any],
@@ -299,7 +311,7 @@ def fit(
     before_fit: Callable[[L.Trainer, Path], None] | None = None,
     after_fit: Callable[[L.Trainer], dict[str, Any]] | None = None,
 ) -> Path:
-    """Fit ``module`` on ``datamodule`` as ``config`` says, in the run directory ``out`` (default
+    """Fit ``module`` (of ``task``) on ``datamodule`` as ``config`` says, in the run directory ``out`` (default
     runs/<config name>/<timestamp>; with ``resume``, continued from its last.ckpt); return the run directory.
 
     ``before_fit(trainer, run_dir)`` runs once the trainer exists; ``after_fit(trainer)`` after the final
@@ -308,6 +320,7 @@ def fit(
     if resume and out is None:
         raise ValueError("--resume needs --out DIR: the run directory to continue")
     source = config.get("_source", "run")
+    check_trainer(config)  # before the run directory: Lightning's refusal of a setting is then one error line
     run_dir = Path(out) if out is not None else default_run_dir(source)
     if out is not None:
         check_run_dir(run_dir, resume)
@@ -315,7 +328,7 @@ def fit(
     if ckpt_path is not None:
         # Before anything runs: a truncated or foreign checkpoint, or one of another model or class list than this
         # config's, is one clear error here rather than a Lightning traceback later.
-        load_checkpoint(module, ckpt_path)
+        load_checkpoint(task, module, ckpt_path)
     log_version = _log_version(run_dir, resume) if not _is_relaunched_rank(run_dir) else ""
     run_dir.mkdir(parents=True, exist_ok=True)
     with _run_dir_for_relaunched_ranks(run_dir):
@@ -369,6 +382,11 @@ def fit(
     return run_dir
 
 
+def eval_dir(checkpoint: str | Path, out: str | Path | None = None) -> Path:
+    """Where ``evaluate`` writes: ``out``, by default ``eval/`` beside the checkpoint's run."""
+    return Path(out) if out is not None else Path(checkpoint).resolve().parent.parent / "eval"
+
+
 def evaluate(
     task: Task,
     config: dict[str, Any],
@@ -379,14 +397,16 @@ def evaluate(
     """Evaluate ``checkpoint`` on the config's validation data; write metrics.json (and task outputs) to ``out``
     (default: ``eval/`` beside the checkpoint's run). A folder that already holds a metrics.json is refused unless
     ``overwrite``: evaluation never replaces another run's results unasked."""
-    run_dir = Path(out) if out is not None else Path(checkpoint).resolve().parent.parent / "eval"
+    run_dir = eval_dir(checkpoint, out)
     if (run_dir / "metrics.json").is_file() and not overwrite and not _is_relaunched_rank(run_dir):
         raise ConfigError(
             f"{run_dir} already holds results (metrics.json): give another --out, or --overwrite to replace them"
         )
+    check_trainer(config)
     saved = read_checkpoint(Path(checkpoint))
+    refuse_another_task(task, checkpoint, saved)  # before reading the data, which this config's task expects
     datamodule, module = load_run(task, fill_from_checkpoint(config, saved))
-    load_checkpoint(module, checkpoint, saved)
+    load_checkpoint(task, module, checkpoint, saved)
     with _run_dir_for_relaunched_ranks(run_dir):
         trainer = build_trainer(config["trainer"], run_dir, train=False)
         trainer.validate(module, datamodule=datamodule, verbose=False)

@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from tasks.common.data import TaskDataModule, collate_lists, draw_seed
 from tasks.common.errors import ConfigError, DatasetError
-from tasks.common.files import check_inside
+from tasks.common.files import check_data_root, check_inside
 from tasks.common.images import DEFAULT_MAX_IMAGE_PIXELS, load_rgb, try_load_rgb
 from tasks.detection.transforms import AUGMENT_MODES, AugmentMode, build_eval_transform, build_train_transform
 
@@ -244,6 +244,12 @@ _COCO_DEFAULTS = {
 }
 
 
+COCO_LAYOUT = (
+    "the COCO 2017 layout: annotations/instances_train2017.json, annotations/instances_val2017.json, train2017/ "
+    "and val2017/ (or set data.train_images, ...; tools/make_synthetic.py coco --out DIR writes a small one)"
+)
+
+
 def _resolve(root: Path, argument: str, value: str | None) -> Path:
     path = Path(value if value is not None else _COCO_DEFAULTS[argument]).expanduser()
     if not path.is_absolute():
@@ -292,9 +298,7 @@ class CocoDataModule(TaskDataModule):
         self.save_hyperparameters()
         if augment not in AUGMENT_MODES:
             raise ConfigError(f"data.augment must be one of {AUGMENT_MODES}, got {augment!r}")
-        root_path = Path(root).expanduser()
-        if not root_path.is_dir():
-            raise FileNotFoundError(f"root: {root_path} is not a directory")
+        root_path = check_data_root(root, COCO_LAYOUT)
         self._root = root_path
         self._train_paths = {"train_images": train_images, "train_annotations": train_annotations}
         self.val_images = _resolve(root_path, "val_images", val_images)

@@ -108,6 +108,7 @@ def fasterrcnn_mobilenet_v1(
     score_threshold: float = 0.01,
     nms_threshold: float = 0.6,
     detections_per_image: int = 100,
+    activation: str = "relu6",
     **backbone_options: Any,
 ) -> FasterRCNN:
     """Faster-RCNN on a registered backbone, MobileNetV1 by default (the paper's "Faster-RCNN 300" and "600" rows).
@@ -141,14 +142,16 @@ def fasterrcnn_mobilenet_v1(
             background in the box classifier.
         box_batch_size_per_image, box_positive_fraction: proposals sampled per image for the box classifier (TF: 64).
         score_threshold, nms_threshold, detections_per_image: post-processing (per-class NMS).
+        activation: the backbone's, for a backbone with that option: "relu6" here, as TF-slim (MobileNetV1's own
+            default is the paper's "relu").
         backbone_options: the backbone's own settings (``backbone.backbone_options(backbone)``), e.g.
-            mobilenet_v1's ``width_mult`` (alpha) and ``activation`` (default here "relu6", as TF-slim).
+            mobilenet_v1's ``width_mult`` (alpha).
 
     The box classifier is ``box_head_for(backbone, tap, crop_size)``: the backbone's layers after the stride-16
     tap (conv12, conv13 on MobileNetV1), or a two-layer MLP for a backbone without ``layers_after``.
     """
     if "activation" in options_of(backbone):
-        backbone_options.setdefault("activation", "relu6")
+        backbone_options["activation"] = activation
     body = build_backbone(backbone, strides=(16,), weights=backbone_weights, **backbone_options)
     (roi_tap,) = body.out_features
     # torchvision only checks the backbone has ``out_channels``; ours is a dict of tap -> channels.

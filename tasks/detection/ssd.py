@@ -270,6 +270,7 @@ def ssd300_mobilenet_v1(
     nms_threshold: float = 0.6,
     detections_per_image: int = 100,
     topk_candidates: int = 400,
+    activation: str = "relu6",
     **backbone_options: Any,
 ) -> MobileNetSSD:
     """SSD300 on a registered backbone, MobileNetV1 by default (the paper's detection table).
@@ -292,12 +293,14 @@ def ssd300_mobilenet_v1(
         object_balance: 0 weighs every positive anchor alike (the reference); b > 0 weighs those of a box matched
             by k anchors by k ** -b, so that small boxes, which match few anchors, count more (1: every box alike).
         score_threshold, nms_threshold, detections_per_image, topk_candidates: post-processing.
+        activation: the backbone's, for a backbone with that option: "relu6" here, as TF-slim's SSD (MobileNetV1's
+            own default is the paper's "relu").
         backbone_options: the backbone's own settings (``backbone.backbone_options(backbone)``), e.g.
-            mobilenet_v1's ``width_mult`` (alpha) and ``activation`` (default here "relu6", as TF-slim).
+            mobilenet_v1's ``width_mult`` (alpha).
     """
     available = options_of(backbone)
     if "activation" in available:
-        backbone_options.setdefault("activation", "relu6")
+        backbone_options["activation"] = activation
     if extra_depth_mult is None:
         width = available.get("width_mult")
         extra_depth_mult = backbone_options.get("width_mult", width.default if width else 1.0)

@@ -126,4 +126,4 @@ def distill(
             scores["train_size"] = len(datamodule.train_dataset)
         return scores
 
-    return fit(module, datamodule, config, out, resume, before_fit=before_fit, after_fit=teacher_score)
+    return fit(task, module, datamodule, config, out, resume, before_fit=before_fit, after_fit=teacher_score)

@@ -74,8 +74,11 @@ def checkpoint_teacher(task: Task, path: str | Path) -> Teacher:
     hyper = checkpoint.get("hyper_parameters") or {}
     if "model" not in hyper or "data_info" not in hyper:
         raise CheckpointError(f"{path} is not a checkpoint written by tools/train.py (no model or data_info)")
-    module = _frozen_module(task, hyper["model"], hyper["data_info"])
-    load_checkpoint(module, path, checkpoint)
+    model = dict(hyper["model"])
+    if "backbone_weights" in model:  # the checkpoint's weights replace them, and that file need not be here
+        model["backbone_weights"] = None
+    module = _frozen_module(task, model, hyper["data_info"])
+    load_checkpoint(task, module, path, checkpoint)
     size = hyper["data_info"].get("image_size")
     if not isinstance(size, int):
         raise CheckpointError(f"{path}: its data_info gives no image_size for the teacher's input")
@@ -189,9 +192,12 @@ def check_teacher_fits(teacher: Teacher, student: TaskModule, student_size: int)
 
 
 def _checkpoint_task(path: Path, student_task: Task, tasks: Mapping[str, Task]) -> Task:
-    """The task a checkpoint was written for: the one whose builders include its ``model.name`` (the student's
-    own task first, where several tasks share a builder name)."""
+    """The task a checkpoint was written for: the one saved with it or, in a checkpoint written before the task was
+    saved, the one whose builders include its ``model.name`` (the student's own task first, where several tasks
+    share a builder name)."""
     hyper = read_checkpoint(path).get("hyper_parameters") or {}
+    if hyper.get("task") in tasks:
+        return tasks[hyper["task"]]
     name = (hyper.get("model") or {}).get("name")
     candidates = [task for task in tasks.values() if name in task.model_builders]
     if student_task in candidates:

@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 
 from tasks.common.data import AlbumentationsTransform, TaskDataModule, collate_stacked, draw_seed, image_to_tensor
 from tasks.common.errors import ConfigError, DatasetError
-from tasks.common.files import check_inside
+from tasks.common.files import check_data_root, check_inside
 from tasks.common.images import DEFAULT_MAX_IMAGE_PIXELS, load_rgb, try_load_rgb
 
 __all__ = [
@@ -111,9 +111,8 @@ def _first_existing(root: Path, places: Sequence[str], want_dir: bool, what: str
 
 def find_celeba_layout(root: str | Path) -> CelebaLayout:
     """The image folder and list files under ``root``, flat or in the official archive's sub-folders."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DatasetError(f"data.root not found: {root}")
+    layout = f"CelebA's {IMAGE_FOLDER}/, {ATTRIBUTE_FILE} and {PARTITION_FILE} (flat, or in Img/, Anno/, Eval/)"
+    root = check_data_root(root, layout)
     return CelebaLayout(
         images=_first_existing(root, _IMAGE_PLACES, True, "image folder"),
         attributes=_first_existing(root, _ATTRIBUTE_PLACES, False, "attribute list"),

@@ -45,6 +45,7 @@ class FaceAttributesModule(ClassifierModule):
     logged_metrics = ("mean_ap", "mean_accuracy")
     progress_bar_metrics = ("mean_ap",)
     prediction_summary = "each image's attribute probabilities"
+    default_score_threshold = 0.5  # predict prints the attributes an image is predicted to have (as mean accuracy)
     distillation_kind: ClassVar[str] = "sigmoid"
 
     def __init__(
@@ -111,23 +112,23 @@ class FaceAttributesModule(ClassifierModule):
         title = f"mean AP {mean_ap:.3f} on {self._metrics['num_images']} images" if mean_ap is not None else ""
         plot_attribute_ap(self._scores, run_dir / "per_attribute_ap.png", title)
 
-    def predict_records(self, images: list[np.ndarray], score_threshold: float | None) -> list[list[dict[str, Any]]]:
-        """Per image one record {"attributes": {name: probability}}, every attribute, or with ``score_threshold``
-        only those at or above it, after the evaluation preprocessing the model was trained with."""
+    def predict_records(self, images: list[np.ndarray]) -> list[list[dict[str, Any]]]:
+        """Per image one record {"attributes": {name: probability}}, every attribute, after the evaluation
+        preprocessing the model was trained with."""
         transform = build_eval_transform(
             int(self.data_info.get("image_size", 224)), float(self.data_info.get("eval_crop_fraction", 1.0))
         )
         batch = torch.stack([transform(image) for image in images]).to(self.device)
         probabilities = self.model(batch).float().sigmoid().tolist()
-        records = []
-        for row in probabilities:
-            attributes = {
-                name: round(p, 4)
-                for name, p in zip(self.attribute_names, row, strict=True)
-                if score_threshold is None or p >= score_threshold
-            }
-            records.append([{"attributes": attributes}])
-        return records
+        return [
+            [{"attributes": {name: round(p, 4) for name, p in zip(self.attribute_names, row, strict=True)}}]
+            for row in probabilities
+        ]
+
+    def prediction_scores(self, records: list[dict[str, Any]]) -> list[tuple[str, float]]:
+        """(attribute, probability) of every attribute, the most probable first."""
+        pairs = [pair for record in records for pair in record["attributes"].items()]
+        return sorted(pairs, key=lambda pair: -pair[1])
 
     @classmethod
     def example_input(

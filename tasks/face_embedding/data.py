@@ -33,7 +33,7 @@ from torch.utils.data import Dataset
 
 from tasks.common.data import AlbumentationsTransform, TaskDataModule, collate_stacked, draw_seed, image_to_tensor
 from tasks.common.errors import ConfigError, DatasetError
-from tasks.common.files import check_inside, find_images
+from tasks.common.files import check_data_root, check_inside, find_images
 from tasks.common.images import DEFAULT_MAX_IMAGE_PIXELS, load_rgb, try_load_rgb
 from tasks.face_embedding.verification import split_into_folds
 
@@ -300,6 +300,9 @@ class FaceDataset(Dataset):
 # The data module
 
 
+_LAYOUT = "train/<Name>/<image> (identities to train on), lfw/<Name>/<image> and pairs.txt"
+
+
 class FaceEmbeddingDataModule(TaskDataModule):
     """Identity folders to train on and LFW pairs to verify (the ``data:`` config section); batches are stacked
     ``Batch`` es of float32 (B, 3, S, S) images in [0, 1] and int64 identity labels (0 for verification images).
@@ -373,15 +376,13 @@ class FaceEmbeddingDataModule(TaskDataModule):
 
     @cached_property
     def _training(self) -> tuple[list[tuple[Path, int]], list[str]]:
-        if not self.root.is_dir():
-            raise DatasetError(f"data.root not found: {self.root}")
+        check_data_root(self.root, _LAYOUT)
         return read_identity_folders(self._resolved_train_root())
 
     @cached_property
     def verification(self) -> VerificationSet:
         """The LFW images and pairs (indices into the images) that validation embeds and compares."""
-        if not self.root.is_dir():
-            raise DatasetError(f"data.root not found: {self.root}")
+        check_data_root(self.root, _LAYOUT)
         return index_pairs(read_pairs(self.pairs_path), self.root / "lfw")
 
     def data_info(self) -> dict[str, Any]:

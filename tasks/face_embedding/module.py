@@ -241,10 +241,10 @@ class FaceEmbeddingModule(ClassifierModule):
         plot_roc(distances, same, tars, self._metrics.get("lfw_threshold"), run_dir / "roc.png", title)
 
     @torch.no_grad()
-    def predict_records(self, images: list[np.ndarray], score_threshold: float | None) -> list[list[dict[str, Any]]]:
+    def predict_records(self, images: list[np.ndarray]) -> list[list[dict[str, Any]]]:
         """Per image one record {"embedding": [D floats]}: its L2-normalised embedding after the evaluation
-        preprocessing the model was trained with (flip-averaged when it was evaluated so). ``score_threshold`` does
-        not apply."""
+        preprocessing the model was trained with (flip-averaged when it was evaluated so). Embeddings have no scores:
+        ``default_score_threshold`` stays None and tools/predict.py refuses ``--score-threshold``."""
         transform = build_eval_transform(
             int(self.data_info.get("image_size", 160)), float(self.data_info.get("crop_fraction", 1.0))
         )

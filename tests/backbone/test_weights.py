@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import pickle
 from pathlib import Path
 
@@ -75,13 +76,32 @@ def test_classifier_state_dict_loads_backbone_and_classifier(tmp_path: Path) -> 
     )
 
 
-def test_classifier_of_another_shape_is_left_at_init(tmp_path: Path) -> None:
+def test_classifier_of_another_shape_is_left_at_init_with_a_warning_naming_its_keys(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     source = _randomize_bn(MobileNetV1(num_classes=10, width_mult=0.25))
     torch.save(source.state_dict(), tmp_path / "classifier.pth")
     target = MobileNetV1(num_classes=5, width_mult=0.25)
-    result = load_weights_report(target, tmp_path / "classifier.pth")
+    initial = target.fc.weight.detach().clone()
+
+    with caplog.at_level(logging.WARNING, logger="backbone.weights"):
+        result = load_weights_report(target, tmp_path / "classifier.pth")
+
     assert not result.classifier_loaded
-    assert _same_tensors(target.backbone, source.backbone)
+    assert _same_tensors(target.backbone, source.backbone) and torch.equal(target.fc.weight, initial)
+    assert "fc.weight, fc.bias not loaded: 10 classes in the file, 5 in the model: fc is left at" in caplog.text
+
+
+def test_timm_imagenet_classifier_into_a_smaller_head_is_named_in_a_warning(
+    timm_mobilenetv1: nn.Module, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "mobilenetv1_100.safetensors"  # as the README says to save it, from a random model here
+    save_file({k: v.contiguous() for k, v in timm_mobilenetv1.state_dict().items()}, str(path))
+
+    with caplog.at_level(logging.WARNING, logger="backbone.weights"):
+        load_weights(MobileNetV1(num_classes=5, activation="relu6"), path)
+
+    assert "classifier.weight, classifier.bias not loaded: 1000 classes in the file, 5 in the model" in caplog.text
 
 
 def test_classifier_file_loads_into_a_bare_backbone(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ networks, any registered backbone, and weights shared with the detection task in
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -117,16 +118,20 @@ def test_a_timm_network_can_be_the_classifier() -> None:
     assert model.head_name == "fc"
 
 
-def test_timm_weights_load_from_a_local_file_without_the_classifier_of_another_size(tmp_path: Path) -> None:
+def test_timm_weights_load_from_a_local_file_without_the_classifier_of_another_size(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     timm = pytest.importorskip("timm")
     source = timm.create_model("resnet10t", pretrained=False, num_classes=10)
     path = tmp_path / "resnet10t.pth"
     torch.save(source.state_dict(), path)
 
-    model = build_classifier(num_classes=4, backbone="timm:resnet10t", backbone_weights=str(path))
+    with caplog.at_level(logging.WARNING, logger="tasks.common.classifier"):
+        model = build_classifier(num_classes=4, backbone="timm:resnet10t", backbone_weights=str(path))
 
     assert torch.equal(model.network.conv1[0].weight, source.conv1[0].weight)
     assert model.network.fc.weight.shape == (4, source.fc.in_features)
+    assert "fc.weight (10, 512) in the file, (4, 512) in the model" in caplog.text  # and left at its initialisation
 
 
 def test_mobilenet_knobs_are_refused_for_a_timm_network() -> None:

@@ -4,7 +4,9 @@ checkpoint; and the shipped configs pass the config check."""
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
+import types
 from pathlib import Path
 
 import lightning as L
@@ -35,6 +37,13 @@ def test_shipped_configs_pass_the_config_check(name: str) -> None:
     _, task = load_task_config(CONFIGS / name)
 
     assert task.name == "classification" and task.module.monitor == "val/top1"
+
+
+def _load_tool(name: str) -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location(f"{name}_tool", CONFIGS.parent / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _tiny_config(tmp_path: Path, dogs_root: Path) -> Path:
@@ -79,7 +88,7 @@ def test_a_rerun_with_the_same_seed_ends_with_the_same_weights_and_metrics(
 
 @pytest.mark.slow
 def test_training_writes_metrics_and_outputs_that_evaluation_and_prediction_reuse(
-    tmp_path: Path, dogs_root: Path
+    tmp_path: Path, dogs_root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config, task = load_task_config(_tiny_config(tmp_path, dogs_root))
 
@@ -97,6 +106,18 @@ def test_training_writes_metrics_and_outputs_that_evaluation_and_prediction_reus
     module = build_from_checkpoint(task, config, checkpoint)
     records = predict_images(module, [dogs_root / "Images" / "n02086240-Shih-Tzu"], tmp_path / "predict")
     assert len(records) == 5 and all(len(r["top5"]) == 5 for r in records)
+
+    # tools/predict.py on one image prints its best classes.
+    image = Path(records[0]["file"])
+    capsys.readouterr()
+    arguments = [str(tmp_path / "tiny_dogs.yaml"), "--checkpoint", str(checkpoint), str(image), "--out", str(tmp_path)]
+    assert _load_tool("predict").main(arguments) == 0
+    first, last = capsys.readouterr().out.strip().splitlines()
+    assert first.startswith(f"{image}: ") and first.endswith(" (+2 more)")  # the three best of its top 5
+    best = [part.rsplit(" ", 1) for part in first.split(": ", 1)[1].removesuffix(" (+2 more)").split(", ")]
+    assert [name for name, _ in best] == [entry["class"] for entry in records[0]["top5"][:3]]
+    assert all(0.0 <= float(score) <= 1.0 for _, score in best)
+    assert last.startswith("wrote 1 records")
 
 
 @pytest.mark.slow
@@ -118,7 +139,7 @@ def test_a_non_finite_loss_stops_training_naming_the_step_and_keeps_the_last_goo
     monkeypatch.setattr(type(module), "training_loss", loss_that_explodes_in_the_second_epoch)
 
     with pytest.raises(NonFiniteLossError, match=rf"nan at step {steps_per_epoch} \(epoch 1, batch 0\); its terms"):
-        fit(module, datamodule, config, out=tmp_path / "run")
+        fit(task, module, datamodule, config, out=tmp_path / "run")
 
     last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["epoch"] == 0 and last["global_step"] == steps_per_epoch
@@ -152,7 +173,7 @@ def test_non_finite_batches_are_skipped_and_counted_up_to_the_configured_number(
     _nan_loss_on(module, {(0, 1), (1, 0)}, monkeypatch)
 
     with pytest.warns(UserWarning, match=r"nan at step \d+ \(epoch 1, batch 0\).*batch skipped \(2 of"):
-        run_dir = fit(module, datamodule, config, out=tmp_path / "run")
+        run_dir = fit(task, module, datamodule, config, out=tmp_path / "run")
 
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["epoch"] == 1  # it ran to the end
@@ -166,7 +187,7 @@ def test_non_finite_batches_are_skipped_and_counted_up_to_the_configured_number(
     datamodule, module = load_run(task, config)
     _nan_loss_on(module, {(0, 1), (0, 2)}, monkeypatch)
     with pytest.raises(NonFiniteLossError, match=r"epoch 0, batch 2\).*after skipping 1 such batches"):
-        fit(module, datamodule, config, out=tmp_path / "stopped")
+        fit(task, module, datamodule, config, out=tmp_path / "stopped")
 
 
 @pytest.mark.slow
@@ -186,7 +207,7 @@ def test_weights_that_went_non_finite_are_never_saved_over_the_last_good_checkpo
     monkeypatch.setattr(type(module), "on_train_epoch_end", poison_at_the_end_of_the_second_epoch)
 
     with pytest.raises(NonFiniteLossError, match=r"weights hold NaN or infinite values .* not saved"):
-        fit(module, datamodule, config, out=tmp_path / "run")
+        fit(task, module, datamodule, config, out=tmp_path / "run")
 
     last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["epoch"] == 0

@@ -51,8 +51,21 @@ def test_valid_config_passes_the_check(config_file: Path) -> None:
 
 
 def test_unknown_model_key_is_named_with_a_suggestion(config_file: Path) -> None:
+    config_file.write_text(CONFIG.replace("model:\n", "model:\n  widht_mult: 0.5\n"))
     with pytest.raises(ConfigError, match=r"run.yaml: unknown key model.widht_mult \(did you mean width_mult\?\)"):
+        load_task_config(config_file)
+
+
+def test_a_mistake_in_an_override_is_blamed_on_the_override_not_the_file(config_file: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^override model.widht_mult=0.5: unknown key model.widht_mult \(did you"):
         load_task_config(config_file, ["model.widht_mult=0.5"])
+    with pytest.raises(ConfigError, match=r"^override modle.width_mult=0.5: unknown top-level key modle;"):
+        load_task_config(config_file, ["modle.width_mult=0.5"])
+
+
+def test_a_wrong_type_names_the_types_that_would_do(config_file: Path) -> None:
+    with pytest.raises(ConfigError, match=r"trainer.max_epochs must be int or None, got 'abc' \(str\)$"):
+        load_task_config(config_file, ["trainer.max_epochs=abc"])
 
 
 def test_unknown_trainer_key_is_named(config_file: Path) -> None:
@@ -258,7 +271,8 @@ def test_a_section_that_is_not_a_mapping_is_refused(config_file: Path, where: st
         config_file.write_text(CONFIG.replace("data:\n  root: data/shapes\n", "data: 3\n"))
     overrides = ["data=3"] if where == "override" else []
 
-    with pytest.raises(ConfigError, match="run.yaml: data must be a mapping, got 3"):
+    origin = "override data=3" if where == "override" else "run.yaml"
+    with pytest.raises(ConfigError, match=f"{origin}: data must be a mapping, got 3"):
         load_task_config(config_file, overrides)
 
 
@@ -298,7 +312,8 @@ def test_a_timm_name_that_would_reach_a_model_hub_is_refused_by_the_config_check
     monkeypatch.setattr(socket.socket, "connect", offline)
     overrides = ["task=classification", "model.name=classifier", f"model.backbone=timm:{name}"]
 
-    with pytest.raises(ConfigError, match=f"run.yaml: model.backbone timm:{re.escape(name)} names a model hub"):
+    origin = re.escape(f"override model.backbone=timm:{name}")
+    with pytest.raises(ConfigError, match=f"{origin}: model.backbone timm:{re.escape(name)} names a model hub"):
         load_task_config(config_file, overrides)
 
 

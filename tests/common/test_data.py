@@ -29,8 +29,9 @@ from tasks.common.data import (
     make_loader,
     seed_worker,
 )
-from tasks.common.errors import ConfigError, ImageLoadError
+from tasks.common.errors import ConfigError, DatasetError, ImageLoadError
 from tasks.common.images import load_rgb, try_load_rgb
+from tasks.registry import TASKS
 
 
 def image(value: float, height: int = 4, width: int = 4) -> Tensor:
@@ -364,3 +365,11 @@ def test_each_sample_is_augmented_from_its_own_seed_whatever_the_workers_or_a_re
     assert alone.keys() == workers.keys() and all(torch.equal(alone[key], workers[key]) for key in alone)
     assert len(resumed) == 6 + 4 and all(torch.equal(alone[key], value) for key, value in resumed.items())
     assert not torch.equal(alone[(0, 0)], alone[(1, 0)])  # another epoch, another augmentation
+
+
+@pytest.mark.parametrize("task", ["classification", "detection", "face_attributes", "face_embedding"])
+def test_a_missing_data_root_reads_the_same_in_every_task_and_says_what_was_expected(task: str, tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    expected = rf"^data\.root {re.escape(str(missing))} does not exist: expected a folder holding \S"
+    with pytest.raises(DatasetError, match=expected):
+        TASKS[task].datamodule(root=str(missing)).data_info()

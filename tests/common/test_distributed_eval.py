@@ -90,7 +90,7 @@ def _write_run(folder: Path, name: str, task: str, model: dict[str, Any], data: 
     _calibrated(module)
     checkpoint = folder / f"{name}.ckpt"
     torch.save(
-        {"state_dict": module.state_dict(), "hyper_parameters": {k: dict(v) for k, v in module.hparams.items()}},
+        {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)},
         checkpoint,
     )
     return {"name": name, "config": str(config_path), "checkpoint": str(checkpoint), "out": str(folder / name)}

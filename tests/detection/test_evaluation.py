@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 import torch
+from PIL import Image
 from pycocotools.coco import COCO
 
-from tasks.detection.evaluation import coco_metrics, to_coco_results
+from tasks.detection.drawing import plot_pr_curves
+from tasks.detection.evaluation import coco_evaluation, coco_metrics, to_coco_results
 
 # Gapped ids, as in COCO (1, 3, 18 are person, car, dog there).
 PERSON, CAR, DOG = 1, 3, 18
@@ -191,3 +193,31 @@ def test_converted_detections_score_like_the_boxes_they_came_from(one_car: COCO)
     }
     metrics, _ = coco_metrics(one_car, {1: to_coco_results(1, detections, {1: PERSON, 2: CAR, 3: DOG})})
     assert metrics["map"] == 1.0
+
+
+def test_pr_curves_give_one_curve_per_class_with_ground_truth_whose_mean_is_its_ap(tmp_path) -> None:
+    # Person: one of two found, at IoU 1 (AP 51/101 at every threshold); car: found at IoU 0.68 (AP50 1, AP 0.4:
+    # 4 of the 10 thresholds); dog: no ground truth, left out rather than drawn as a curve of -1.
+    coco = ground_truth([1, 2], [(1, PERSON, SMALL_BOX), (2, PERSON, SMALL_BOX), (1, CAR, MEDIUM_BOX)])
+    results = {1: [detection(1, PERSON, SMALL_BOX, 0.9), detection(1, CAR, [8.0, 4.0, 40.0, 27.2], 0.8)], 2: []}
+
+    evaluation = coco_evaluation(coco, results)
+    curves = evaluation.pr_curves({cat["id"]: cat["name"] for cat in CATEGORIES})
+    plot_pr_curves(curves, tmp_path / "pr_curves.png")
+
+    assert list(curves) == ["person", "car"]
+    person, car = curves["person"], curves["car"]
+    assert set(person) == {"IoU 0.5", "IoU 0.5:0.95"}
+    recall, precision = person["IoU 0.5"]
+    assert recall.shape == precision.shape == (101,) and recall[-1] == 1.0
+    assert precision.mean() == pytest.approx(51 / 101) and person["IoU 0.5:0.95"][1].mean() == pytest.approx(51 / 101)
+    assert car["IoU 0.5"][1].mean() == pytest.approx(1.0) and car["IoU 0.5:0.95"][1].mean() == pytest.approx(0.4)
+    assert evaluation.metrics["map"] == pytest.approx((51 / 101 + 0.4) / 2, abs=1e-4)
+    assert Image.open(tmp_path / "pr_curves.png").format == "PNG"
+
+
+def test_pr_curves_of_an_evaluation_over_no_images_are_empty_and_still_drawn(one_car: COCO, tmp_path) -> None:
+    curves = coco_evaluation(one_car, {}).pr_curves({CAR: "car"})
+    plot_pr_curves(curves, tmp_path / "pr_curves.png")
+
+    assert curves == {} and (tmp_path / "pr_curves.png").is_file()

@@ -32,7 +32,7 @@ def classifier_module(num_classes: int = NUM_BREEDS, width_mult: float = 0.25, i
 
 def save_checkpoint(module: TaskModule, path: Path) -> Path:
     """The checkpoint keys tools/train.py writes: state_dict and hyper_parameters."""
-    hyper = {key: dict(value) for key, value in module.hparams.items()}
+    hyper = dict(module.hparams)
     torch.save({"state_dict": module.state_dict(), "hyper_parameters": hyper}, path)
     return path
 

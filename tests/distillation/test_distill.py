@@ -50,12 +50,12 @@ def captured_run(dogs: Path, teacher_checkpoint: Path, tmp_path_factory: pytest.
     captured: dict[str, Any] = {}
     real_fit = distill_runner.fit
 
-    def capturing_fit(module, datamodule, config, out, resume, before_fit, after_fit):  # type: ignore[no-untyped-def]
+    def capturing_fit(task, module, datamodule, config, out, resume, before_fit, after_fit):  # type: ignore[no-untyped-def]
         captured["module"] = module
         captured["teacher_state"] = {
             k: v.clone() for k, v in module.training_objective.teacher.module.state_dict().items()
         }
-        return real_fit(module, datamodule, config, out, resume, before_fit=before_fit, after_fit=after_fit)
+        return real_fit(task, module, datamodule, config, out, resume, before_fit=before_fit, after_fit=after_fit)
 
     patch = pytest.MonkeyPatch()
     patch.setattr(distill_runner, "fit", capturing_fit)
@@ -148,7 +148,7 @@ def test_a_detector_cannot_teach_a_classifier(dogs: Path, tmp_path: Path) -> Non
     info = {"class_names": ["a", "b"], "num_classes": 2, "label_to_cat_id": {1: 1, 2: 2}}
     detector = build_module(DETECTION, {"model": {"width_mult": 0.25, "image_size": 64}, "optimizer": {}}, info)
     path = tmp_path / "ssd.ckpt"
-    hyper = {key: dict(value) for key, value in detector.hparams.items()}
+    hyper = dict(detector.hparams)
     hyper["data_info"]["image_size"] = 64
     torch.save({"state_dict": detector.state_dict(), "hyper_parameters": hyper}, path)
 

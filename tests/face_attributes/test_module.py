@@ -14,7 +14,7 @@ from PIL import Image
 from tasks.common.build import build_module
 from tasks.common.data import Batch
 from tasks.common.errors import ConfigError
-from tasks.common.predict import predict_images
+from tasks.common.predict import describe_predictions, predict_images
 from tasks.face_attributes.module import FaceAttributesModule
 from tasks.face_attributes.task import TASK
 
@@ -116,7 +116,7 @@ def test_distillation_outputs_are_the_attribute_logits() -> None:
 
     with torch.no_grad():
         outputs = module.distillation_outputs(images)
-        probabilities = module.predict_records([np.zeros((40, 32, 3), np.uint8)], None)
+        probabilities = module.predict_records([np.zeros((40, 32, 3), np.uint8)])
 
     assert FaceAttributesModule.distillation_kind == "sigmoid"
     assert outputs.shape == (3, len(NAMES)) and torch.equal(outputs, module.model(images))
@@ -138,17 +138,20 @@ def test_predict_writes_every_attribute_probability_of_each_image(tmp_path: Path
         assert all(0.0 <= p <= 1.0 for p in record["attributes"].values())
 
 
-def test_a_score_threshold_keeps_the_attributes_at_or_above_it() -> None:
+def test_a_score_threshold_chooses_the_attributes_printed_and_predictions_keep_them_all(tmp_path: Path) -> None:
     module = _module().eval()
     head = module.model.network.get_classifier()
     with torch.no_grad():  # probabilities sigmoid(-2), 1/2 and sigmoid(2) whatever the image
         head.weight.zero_()
         head.bias.copy_(torch.tensor([-2.0, 0.0, 2.0]))
-        everything = module.predict_records([np.full((40, 32, 3), 128, np.uint8)], None)[0][0]["attributes"]
-        kept = module.predict_records([np.full((40, 32, 3), 128, np.uint8)], 0.5)[0][0]["attributes"]
+    Image.new("RGB", (32, 40), (128, 128, 128)).save(tmp_path / "face.jpg")
 
-    assert everything == {"Bangs": 0.1192, "Eyeglasses": 0.5, "Smiling": 0.8808}
-    assert kept == {"Eyeglasses": 0.5, "Smiling": 0.8808}
+    records = predict_images(module, [tmp_path / "face.jpg"], tmp_path / "out", score_threshold=0.6)
+
+    assert records[0]["attributes"] == {"Bangs": 0.1192, "Eyeglasses": 0.5, "Smiling": 0.8808}
+    files = [tmp_path / "face.jpg"]
+    assert describe_predictions(module, files, records) == [f"{files[0]}: Smiling 0.88, Eyeglasses 0.50"]
+    assert describe_predictions(module, files, records, score_threshold=0.6) == [f"{files[0]}: Smiling 0.88"]
 
 
 def test_example_input_is_one_image_at_the_data_size() -> None:

@@ -168,7 +168,7 @@ def test_prediction_gives_each_image_its_embedding() -> None:
     module = _module().eval()
     images = [np.zeros((40, 30, 3), np.uint8), np.full((32, 32, 3), 200, np.uint8)]
 
-    records = module.predict_records(images, None)
+    records = module.predict_records(images)
 
     assert [len(r) for r in records] == [1, 1]
     assert len(records[0][0]["embedding"]) == 256

@@ -86,9 +86,17 @@ def test_train_metrics_json_has_the_eval_keys(trained: Path) -> None:
 
 def test_eval_writes_metrics_and_loadable_coco_predictions(trained: Path, shapes: Path, tmp_path: Path) -> None:
     ckpt = trained / "checkpoints" / "last.ckpt"
-    run_tool("eval.py", str(CONFIG), "--checkpoint", str(ckpt), "--out", str(tmp_path), f"data.root={shapes}", *TINY)
+    done = run_tool(
+        "eval.py", str(CONFIG), "--checkpoint", str(ckpt), "--out", str(tmp_path), f"data.root={shapes}", *TINY
+    )
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["num_images"] == 7
+    # Beside coco_eval.txt: the precision-recall curves and the validation pictures, and the tool says where.
+    assert (tmp_path / "pr_curves.png").is_file() and (tmp_path / "coco_eval.txt").is_file()
+    assert len(list((tmp_path / "pictures").glob("*.jpg"))) == 7
+    assert done.stdout.strip().splitlines()[-1] == (
+        f"wrote {tmp_path / 'metrics.json'}; beside it: coco_eval.txt, pictures/, pr_curves.png, predictions.json"
+    )
     gt = COCO(str(shapes / "annotations" / "instances_val2017.json"))
     predictions = json.loads((tmp_path / "predictions.json").read_text())
     assert predictions, "with score threshold 0.001 even an untrained SSD proposes boxes"
@@ -129,7 +137,7 @@ def test_predict_draws_pictures_and_writes_records_never_over_an_input(
         images.append(tmp_path / source.name)
         images[-1].write_bytes(source.read_bytes())
     originals = {path: path.read_bytes() for path in images}
-    run_tool(
+    done = run_tool(
         "predict.py",
         str(CONFIG),
         "--checkpoint",
@@ -138,7 +146,7 @@ def test_predict_draws_pictures_and_writes_records_never_over_an_input(
         "--out",
         str(tmp_path),
         "--score-threshold",
-        "0.0",
+        "0.9",
         *TINY,
     )
     assert all(path.read_bytes() == data for path, data in originals.items())
@@ -147,6 +155,10 @@ def test_predict_draws_pictures_and_writes_records_never_over_an_input(
     records = json.loads((tmp_path / "predictions.json").read_text())
     assert records and set(records[0]) == {"file", "bbox", "category_id", "category", "score"}
     assert records[0]["category"] in {"circle", "square", "triangle", "star"}
+    # The threshold is the pictures' and the printout's: the file keeps what the model scored below it.
+    assert any(record["score"] < 0.9 for record in records)
+    lines = done.stdout.strip().splitlines()
+    assert [line.split(": ")[0] for line in lines[:2]] == list(map(str, images))
 
 
 def test_resume_continues_at_the_same_step_and_keeps_the_history(shapes: Path, tmp_path: Path) -> None:

@@ -58,3 +58,51 @@ def test_reuse_keeps_an_output_of_the_same_settings_only(tmp_path: Path) -> None
     assert (out / "face_000001.jpg").stat().st_mtime_ns == written
     assert run_tool(main, ["folder", "--out", str(out), "--train", "2", "--reuse"]) == 0
     assert len(list(out.glob("*.jpg"))) == 2
+
+
+def test_reuse_regenerates_an_output_drawn_with_other_generator_defaults(tmp_path: Path) -> None:
+    # The same command line, but a generator default (here the image size) changed since the folder was written.
+    main, out = _main(), tmp_path / "faces"
+    assert run_tool(main, ["folder", "--out", str(out), "--train", "2"]) == 0
+    mark = json.loads((out / GENERATED_MARK).read_text())
+    assert mark["generator"] == {"seed": 0, "count": 2, "size": [96, 112]}
+    mark["generator"]["size"] = [64, 64]
+    (out / GENERATED_MARK).write_text(json.dumps(mark))
+    (out / "face_000001.jpg").write_bytes(b"stale")
+
+    assert run_tool(main, ["folder", "--out", str(out), "--train", "2", "--reuse"]) == 0
+    assert (out / "face_000001.jpg").read_bytes() != b"stale"
+    assert json.loads((out / GENERATED_MARK).read_text())["generator"]["size"] == [96, 112]
+
+
+def test_the_makefile_generates_each_demo_dataset_through_reuse_in_its_own_folder() -> None:
+    # --reuse is what checks a demo folder's recorded settings: a demo never trains on a set of other settings.
+    lines = [line for line in (REPO / "Makefile").read_text().splitlines() if "tools/make_synthetic.py" in line]
+    outs = [line.split("--out", 1)[1].split()[0] for line in lines]
+
+    assert len(lines) >= 5 and all("--reuse" in line for line in lines)
+    assert len(set(outs)) == len(outs)
+
+
+def test_an_interrupted_generation_is_replaced_by_the_next_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ctrl-C halfway through make demo's data: the next make demo regenerates the folder instead of refusing it.
+    spec = importlib.util.spec_from_file_location("make_synthetic_tool", REPO / "tools" / "make_synthetic.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    out, write = tmp_path / "faces", tool.make_unlabeled_faces
+
+    def interrupted(folder: Path, **kwargs: object) -> None:
+        (Path(folder) / "face_000001.jpg").write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tool, "make_unlabeled_faces", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        tool.main(["folder", "--out", str(out), "--train", "2", "--reuse"])
+    monkeypatch.setattr(tool, "make_unlabeled_faces", write)
+
+    assert run_tool(tool.main, ["folder", "--out", str(out), "--train", "2", "--reuse"]) == 0
+    assert sorted(p.name for p in out.glob("*.jpg")) == ["face_000001.jpg", "face_000002.jpg"]
+    assert (out / "face_000001.jpg").read_bytes() != b"half"
+    assert "unfinished" not in json.loads((out / GENERATED_MARK).read_text())

@@ -3,8 +3,10 @@ against shadowing the standard library's ``profile`` module."""
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 import sysconfig
@@ -28,12 +30,26 @@ main = _load_tool().main
 
 
 def test_json_is_one_object_with_totals_types_and_layers(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--width", "0.25", "--resolution", "128", "--json"]) == 0
+    assert main(["--width", "0.25", "--resolution", "128", "--json", "--per-layer"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert {"macs", "params", "by_type", "layers"} <= set(data)
     assert {"conv1x1", "depthwise3x3", "conv3x3", "fc"} <= set(data["by_type"])
     assert all({"macs", "params"} <= set(cost) for cost in data["by_type"].values())
     assert len(data["layers"]) == 28
+
+
+def test_json_lists_the_layers_only_with_per_layer(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--width", "0.25", "--resolution", "128", "--json"]) == 0
+    assert "layers" not in json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize(("variant", "absent"), [("separable", "other_conv"), ("conv", "depthwise3x3")])
+def test_the_table_has_no_row_for_a_layer_type_the_model_lacks(
+    variant: str, absent: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--width", "0.25", "--resolution", "128", "--variant", variant]) == 0
+    rows = [line.split()[0] for line in capsys.readouterr().out.splitlines()[2:-1]]
+    assert absent not in rows and "conv3x3" in rows and rows[-1] == "total"
 
 
 def test_table_shows_types_and_totals_in_millions(capsys: pytest.CaptureFixture[str]) -> None:
@@ -50,7 +66,7 @@ def test_per_layer_table_names_each_layer(capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_shallow_variant_has_no_conv7(capsys: pytest.CaptureFixture[str]) -> None:
-    main(["--width", "0.25", "--variant", "shallow", "--num-classes", "10", "--json"])
+    main(["--width", "0.25", "--variant", "shallow", "--num-classes", "10", "--json", "--per-layer"])
     names = [layer["name"] for layer in json.loads(capsys.readouterr().out)["layers"]]
     assert "backbone.conv6.pw.conv" in names and not any(name.startswith("backbone.conv7.") for name in names)
     assert names[-1] == "fc"
@@ -92,7 +108,7 @@ def test_a_config_is_profiled_on_its_real_model_with_the_overrides_applied(
 
     data = json.loads(capsys.readouterr().out)
     assert (data["macs"], data["params"]) == _hand_count(0.25, 96, 10)
-    assert data["description"] == "classifier: one 96x96 image"
+    assert data["description"] == "classifier: one 96x96 image, 10 classes (model.num_classes)"
 
 
 def test_the_ssd300_config_costs_what_the_readme_and_the_paper_say(capsys: pytest.CaptureFixture[str]) -> None:
@@ -100,6 +116,59 @@ def test_the_ssd300_config_costs_what_the_readme_and_the_paper_say(capsys: pytes
     assert main([str(REPO / "configs" / "ssd300_mnv1.yaml"), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert (round(data["macs"] / 1e9, 2), round(data["params"] / 1e6, 2)) == (1.24, 6.79)
+
+
+# Table 10 of the paper, Stanford Dogs: (mult-adds in millions, parameters in millions), 120 breeds. Its 569M is the
+# ImageNet model's count: the 120-way classifier has 0.9M fewer mult-adds (567.8M), within the paper's rounding.
+TABLE_10 = {"dogs_mnv1_224": (569, 3.3), "dogs_mnv075_224": (325, 1.9)}
+
+
+@pytest.mark.parametrize(("row", "paper"), sorted(TABLE_10.items()))
+def test_the_dogs_configs_cost_what_table_10_says_with_stanford_dogs_120_breeds(
+    row: str,
+    paper: tuple[int, float],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no data/stanford_dogs here: the count comes from data.layout alone
+
+    assert main([str(REPO / "configs" / f"{row}.yaml"), "--json"]) == 0
+
+    data = json.loads(capsys.readouterr().out)
+    assert data["macs"] / 1e6 == pytest.approx(paper[0], rel=0.005)
+    assert round(data["params"] / 1e6, 1) == paper[1]
+    breeds = "120 classes (Stanford Dogs' breeds, data.layout stanford_dogs; no data/stanford_dogs/Images to count)"
+    assert data["description"] == f"classifier: one 224x224 image, {breeds}"
+
+
+def test_an_image_folder_config_counts_its_class_folders_and_says_so(tmp_path: Path) -> None:
+    config = tmp_path / "folders.yaml"
+    config.write_text(
+        f"task: classification\nmodel:\n  width_mult: 0.25\ndata:\n  root: {tmp_path}\n  image_size: 64\n"
+    )
+    for name in ("cat", "dog", "fox"):
+        (tmp_path / "train" / name).mkdir(parents=True)
+
+    counted = _load_tool().profile_config(str(config))
+    (tmp_path / "train").rename(tmp_path / "elsewhere")
+    uncounted = _load_tool().profile_config(str(config))
+
+    assert counted.layers[-1].output_shape[-1] == 3
+    assert counted.description.endswith(f"3 classes (the class folders in {tmp_path / 'train'})")
+    assert uncounted.layers[-1].output_shape[-1] == 1000
+    assert "1000 classes (the builder's default: no class folders in" in uncounted.description
+    assert uncounted.description.endswith("set model.num_classes)")
+
+
+def test_the_configs_the_tools_docstrings_name_exist() -> None:
+    named = {
+        name
+        for tool in (REPO / "tools").glob("*.py")
+        for name in re.findall(r"configs/[\w.-]+\.ya?ml", ast.get_docstring(ast.parse(tool.read_text())) or "")
+    }
+    assert "configs/ssd300_mnv1.yaml" in named
+    assert [name for name in sorted(named) if not (REPO / name).is_file()] == []
 
 
 def test_a_positional_argument_that_is_not_yaml_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
