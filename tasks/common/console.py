@@ -64,14 +64,20 @@ def console_callbacks(trainer_kwargs: dict[str, Any]) -> list[L.Callback]:
     return callbacks
 
 
+# Lightning's device report at every Trainer's creation ("GPU available: False, used: False", ...): which device a
+# run uses is in its own first line ("training: N optimizer steps ... N process(es)") and in trainer.accelerator.
+_DEVICE_REPORT = ("GPU available:", "TPU available:", "HPU available:")
+
+
 def _not_the_litlogger_tip(record: logging.LogRecord) -> bool:
-    return "litlogger" not in str(record.msg)
+    message = str(record.msg)
+    return "litlogger" not in message and not message.startswith(_DEVICE_REPORT)
 
 
 def silence_library_chatter() -> None:
-    """Drop Lightning's litlogger tip (logged at every Trainer's creation) and torch's deprecation warning about
-    ``LeafSpec``, which Lightning's own ``utilities/_pytree.py`` triggers on every fit. Both by their text and
-    source, so that every other message still shows; safe to call again."""
+    """Drop Lightning's litlogger tip and device report (logged at every Trainer's creation) and torch's deprecation
+    warning about ``LeafSpec``, which Lightning's own ``utilities/_pytree.py`` triggers on every fit. Each by its text
+    and source, so that every other message still shows; safe to call again."""
     logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     if _not_the_litlogger_tip not in logger.filters:
         logger.addFilter(_not_the_litlogger_tip)

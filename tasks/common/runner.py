@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -301,6 +302,24 @@ def train(task: Task, config: dict[str, Any], out: str | Path | None = None, res
     return fit(task, module, datamodule, config, out, resume)
 
 
+@contextmanager
+def _removed_if_left_empty(run_dir: Path, created: bool, default: bool) -> Iterator[None]:
+    """Remove ``run_dir`` again when this run created it and an error (a dataset the data module could not read,
+    found once the folder existed) stops it before any file was written there: a mistake leaves nothing behind.
+    A folder holding any file is kept as it is. A ``default`` run directory's runs/<config> and runs/ go too when
+    that leaves them empty."""
+    try:
+        yield
+    except BaseException:
+        if created and run_dir.is_dir() and not any(path.is_file() for path in run_dir.rglob("*")):
+            shutil.rmtree(run_dir)
+            for parent in list(run_dir.parents)[:2] if default else []:
+                if any(parent.iterdir()):
+                    break
+                parent.rmdir()
+        raise
+
+
 def fit(
     task: Task,
     module: TaskModule,
@@ -321,6 +340,7 @@ def fit(
         raise ValueError("--resume needs --out DIR: the run directory to continue")
     source = config.get("_source", "run")
     check_trainer(config)  # before the run directory: Lightning's refusal of a setting is then one error line
+    created = out is None or not Path(out).exists()  # default_run_dir makes its folder
     run_dir = Path(out) if out is not None else default_run_dir(source)
     if out is not None:
         check_run_dir(run_dir, resume)
@@ -331,7 +351,7 @@ def fit(
         load_checkpoint(task, module, ckpt_path)
     log_version = _log_version(run_dir, resume) if not _is_relaunched_rank(run_dir) else ""
     run_dir.mkdir(parents=True, exist_ok=True)
-    with _run_dir_for_relaunched_ranks(run_dir):
+    with _run_dir_for_relaunched_ranks(run_dir), _removed_if_left_empty(run_dir, created, default=out is None):
         L.seed_everything(config.get("seed", 0), workers=True, verbose=False)
         every = config.get("checkpoint_every_n_steps", 0)
         trainer = build_trainer(

@@ -15,6 +15,7 @@ import torch
 
 from tasks.classification.synthetic import make_synthetic_dogs
 from tasks.common.cli import run_tool
+from tasks.detection.synthetic import make_shapes_coco
 
 REPO = Path(__file__).resolve().parents[2]
 DOGS_CONFIG = str(REPO / "configs" / "demo_dogs.yaml")
@@ -166,3 +167,17 @@ def test_a_misspelled_option_is_named_with_the_closest_one(
     line = _refused(tool, args, capsys)
     wrong, right = ("--outt", "--out") if tool == "train" else ("--checkpont", "--checkpoint")
     assert line.startswith(f"error: unrecognized argument {wrong} (did you mean {right}?)"), line
+
+
+def test_a_training_set_unreadable_once_the_run_folder_exists_leaves_no_folder_behind(
+    workdir: Path, tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The detection data module reads its training annotations in setup("fit"), after the run folder is made.
+    root = make_shapes_coco(tmp_path_factory.mktemp("shapes"), num_train=2, num_val=2, seed=0)
+    (root / "annotations" / "instances_train2017.json").write_text("{ not json")
+    config = str(REPO / "configs" / "demo_shapes_ssd.yaml")
+
+    line = _refused("train", [config, f"data.root={root}", "data.num_workers=0", "model.width_mult=0.25"], capsys)
+
+    assert "instances_train2017.json" in line
+    _nothing_written(workdir)
