@@ -230,7 +230,9 @@ def build_trainer(
         # last.ckpt after every epoch: the newest checkpoint, kept under that name. (``save_last=True`` beside
         # ``save_top_k=0`` writes it only when training ends, so a crash would lose every epoch.)
         latest = {"dirpath": run_dir / "checkpoints", "filename": "last", "enable_version_counter": False}
-        callbacks.append(ModelCheckpoint(**latest, save_top_k=1))
+        # At every training epoch's end, whether or not it validated (by default Lightning saves at validation's
+        # end, so a run validating every 3rd epoch left its last epochs unsaved).
+        callbacks.append(ModelCheckpoint(**latest, save_top_k=1, save_on_train_epoch_end=True))
         if checkpoint_every_n_steps:
             # Lightning takes steps and epochs only in separate callbacks; both write last.ckpt.
             callbacks.append(ModelCheckpoint(**latest, save_top_k=1, every_n_train_steps=checkpoint_every_n_steps))
