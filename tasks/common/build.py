@@ -102,6 +102,11 @@ def _as_lists(value: Any) -> Any:
     return [_as_lists(item) for item in value] if isinstance(value, list | tuple) else value
 
 
+def _set_in(config: Mapping[str, Any], key: str) -> str:
+    """Where the run config ``config`` set the dotted ``key``: the override that set it, else its file."""
+    return blame(config.get("_source", "config"), key, config.get("_overrides"))
+
+
 def check_config(
     config: dict[str, Any], task: Task, extra_sections: Mapping[str, Callable[..., Any]] | None = None
 ) -> None:
@@ -112,8 +117,8 @@ def check_config(
     """
     source, overrides = config.get("_source", "config"), config.get("_overrides")
 
-    def where(key: str) -> str:  # the override that set ``key``, else the file
-        return blame(source, key, overrides)
+    def where(key: str) -> str:
+        return _set_in(config, key)
 
     extra_sections = dict(extra_sections or {})
     allowed = (*TOP_LEVEL_KEYS, *extra_sections)
@@ -157,9 +162,7 @@ def check_trainer(config: Mapping[str, Any]) -> None:
     before a run directory exists, not a traceback once it does."""
     settings = config["trainer"]
     given = [key for key in _HARDWARE_KEYS if key in settings]
-    source = blame(
-        config.get("_source", "config"), f"trainer.{given[0]}" if given else "trainer", config.get("_overrides")
-    )
+    source = _set_in(config, f"trainer.{given[0]}" if given else "trainer")
     quiet = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
     levels = [logger.level for logger in quiet]
     try:
@@ -223,7 +226,7 @@ def build_model(
         config = config or {}
         key = re.match(r"\w+", str(error))  # "width_mult must be positive, got -1"
         key = key.group() if key is not None and key.group() in model_config else None
-        where = blame(config.get("_source", "config"), f"model.{key}" if key else "model", config.get("_overrides"))
+        where = _set_in(config, f"model.{key}" if key else "model")
         raise ConfigError(f"{where}: model.{error}" if key else f"{where}: model: {error}") from error
 
 

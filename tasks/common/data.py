@@ -204,6 +204,13 @@ class SeededSamples(Dataset):
         return self.dataset[int(key)]
 
 
+def _process_group() -> tuple[int, int] | None:
+    """(processes, this one's rank) of the initialised process group (DDP), None without one."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size(), torch.distributed.get_rank()
+    return None
+
+
 class EpochShuffle(DistributedSampler):
     """The training order: a permutation that depends on the run's seed and the epoch alone (``set_epoch``, which
     Lightning calls before each epoch), not on how much of torch's global random stream earlier work consumed, so
@@ -216,9 +223,7 @@ class EpochShuffle(DistributedSampler):
     """
 
     def __init__(self, data_source: Dataset, seed: int) -> None:
-        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-        replicas = torch.distributed.get_world_size() if distributed else 1
-        rank = torch.distributed.get_rank() if distributed else 0
+        replicas, rank = _process_group() or (1, 0)
         super().__init__(data_source, num_replicas=replicas, rank=rank, shuffle=True, seed=seed)
         self.data_source = data_source
         self._resume: tuple[int, int] | None = None
@@ -305,9 +310,8 @@ def make_loader(
     ``position`` (training): the (epoch, batches trained on) a checkpoint records, see ``ResumableLoader``.
     """
     if not train:
-        shard = None
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            shard = EvalShard(dataset, torch.distributed.get_world_size(), torch.distributed.get_rank())
+        group = _process_group()
+        shard = EvalShard(dataset, *group) if group is not None else None
         return DataLoader(
             dataset,
             batch_size=batch_size,

@@ -207,7 +207,7 @@ class TaskModule(L.LightningModule):
         read, unreadable, non_finite = self._summed_over_processes([len(batch), batch.skipped, int(here)])
         self._count_unreadable(read, unreadable)
         if non_finite:
-            self._skip_or_stop(loss, logs, batch_idx)
+            self._skip_or_stop(loss if here else None, logs, batch_idx)
             return None  # no backward pass, no optimizer step (in every process: the decision is shared)
         if loss is None:
             # Every image of the batch was unreadable: a zero loss that still reaches every trainable parameter,
@@ -247,13 +247,13 @@ class TaskModule(L.LightningModule):
             )
 
     def _skip_or_stop(self, loss: Tensor | None, logs: dict[str, Any], batch_idx: int) -> None:
-        """A non-finite loss: skip the batch while the optimizer's ``skip_non_finite`` allows (counted and logged),
-        else raise NonFiniteLossError, in every process at once, before the optimizer step and the next checkpoint,
-        so the last checkpoint keeps the last good weights."""
+        """A non-finite loss (``loss``: this process's, None where it is another process's): skip the batch while the
+        optimizer's ``skip_non_finite`` allows (counted and logged), else raise NonFiniteLossError, in every process
+        at once, before the optimizer step and the next checkpoint, so the last checkpoint keeps the last good
+        weights."""
         self._non_finite_skipped += 1
         allowed = self.optimizer_config.skip_non_finite
-        here = loss is not None and not bool(torch.isfinite(loss.detach()).all())
-        where = f"{float(loss.detach()):.4g}" if here else "finite here but not in another process"
+        where = f"{float(loss.detach()):.4g}" if loss is not None else "finite here but not in another process"
         terms = ", ".join(f"{name} {float(torch.as_tensor(value).detach()):.4g}" for name, value in logs.items())
         what = (
             f"the training loss is {where} at step {self.global_step} (epoch {self.current_epoch}, batch {batch_idx})"

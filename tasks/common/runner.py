@@ -90,7 +90,7 @@ def default_run_dir(config_path: str | Path) -> Path:
     job = _launcher_job_id()
     if job is not None:
         run_dir = Path("runs") / Path(config_path).stem / job
-        if run_dir.is_dir() and any(run_dir.iterdir()) and not _is_relaunched_rank(run_dir):
+        if _holds_another_run(run_dir):
             raise ConfigError(
                 f"{run_dir} already holds a run of this job: continue it with --resume --out {run_dir}, or give "
                 "another --out"
@@ -125,6 +125,11 @@ def _is_relaunched_rank(run_dir: Path) -> bool:
     return any(int(os.environ.get(name, "0") or 0) > 0 for name in ranks)
 
 
+def _holds_another_run(run_dir: Path) -> bool:
+    """``run_dir`` holds files, and this process is not one of the DDP ranks that share it with the first."""
+    return run_dir.is_dir() and any(run_dir.iterdir()) and not _is_relaunched_rank(run_dir)
+
+
 def check_run_dir(run_dir: Path, resume: bool) -> None:
     """Refuse to start a new run in a directory that holds one (nothing a user made is overwritten), and to
     resume one that has no checkpoint."""
@@ -132,7 +137,7 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
         if not (run_dir / "checkpoints" / "last.ckpt").is_file():
             raise CheckpointError(f"cannot resume: {run_dir / 'checkpoints' / 'last.ckpt'} does not exist")
         return
-    if run_dir.is_dir() and any(run_dir.iterdir()) and not _is_relaunched_rank(run_dir):
+    if _holds_another_run(run_dir):
         raise ConfigError(
             f"{run_dir} already holds a run ({', '.join(sorted(p.name for p in run_dir.iterdir())[:5])}): continue "
             "it with --resume, or give another --out (or none, for a new runs/<config>/<time> folder)"
@@ -356,21 +361,9 @@ def fit(
     with _run_dir_for_relaunched_ranks(run_dir), _removed_if_left_empty(run_dir, created, default=out is None):
         L.seed_everything(config.get("seed", 0), workers=True, verbose=False)
         every = config.get("checkpoint_every_n_steps", 0)
-        trainer = build_trainer(
-            config["trainer"],
-            run_dir,
-            module.monitor,
-            module.mode,
-            log_version=log_version,
-            checkpoint_every_n_steps=every,
-        )
-        steps_per_epoch, samples = _steps_per_epoch(datamodule, trainer)
-        trainer_config, steps, note = plan_training_length(
-            config["trainer"], steps_per_epoch, config.get("min_steps", 0)
-        )
-        if trainer_config != config["trainer"]:
-            config["trainer"] = trainer_config
-            trainer = build_trainer(
+
+        def trainer_for(trainer_config: dict[str, Any]) -> L.Trainer:
+            return build_trainer(
                 trainer_config,
                 run_dir,
                 module.monitor,
@@ -378,6 +371,15 @@ def fit(
                 log_version=log_version,
                 checkpoint_every_n_steps=every,
             )
+
+        trainer = trainer_for(config["trainer"])
+        steps_per_epoch, samples = _steps_per_epoch(datamodule, trainer)
+        trainer_config, steps, note = plan_training_length(
+            config["trainer"], steps_per_epoch, config.get("min_steps", 0)
+        )
+        if trainer_config != config["trainer"]:
+            config["trainer"] = trainer_config
+            trainer = trainer_for(trainer_config)
         module.schedule_length = (steps, steps_per_epoch)
         rank_zero_info(
             f"training: {steps} optimizer steps{note}, {steps_per_epoch} per epoch ({samples} training samples, "

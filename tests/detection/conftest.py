@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from torch import Tensor, nn
 
@@ -130,3 +131,17 @@ class TwoConvs(FeatureBackbone):
 def two_convs(monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setitem(BACKBONES, "two_convs", BackboneSpec(TwoConvs, lambda model, path: model))
     return "two_convs"
+
+
+@pytest.fixture
+def peak_activation() -> Callable[[torch.nn.Module], float]:
+    """The largest value a backbone's taps give once every BatchNorm adds 10: 6 where it clamps as ReLU6 does."""
+
+    @torch.no_grad()
+    def peak(backbone: torch.nn.Module) -> float:
+        for module in backbone.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.bias.fill_(10.0)
+        return max(feature.max().item() for feature in backbone.eval()(torch.zeros(1, 3, 64, 64)).values())
+
+    return peak

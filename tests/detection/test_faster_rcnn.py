@@ -82,18 +82,9 @@ def test_state_dict_keys_are_those_of_existing_checkpoints(tiny_frcnn) -> None:
     assert list(tiny_frcnn.state_dict()) == FASTER_RCNN_KEYS
 
 
-@torch.no_grad()
-def _peak_activation(backbone: torch.nn.Module) -> float:
-    """The largest value the backbone's tap gives once every BatchNorm adds 10: 6 where it clamps as ReLU6 does."""
-    for module in backbone.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.bias.fill_(10.0)
-    return max(feature.max().item() for feature in backbone.eval()(torch.zeros(1, 3, 64, 64)).values())
-
-
-def test_detector_defaults_the_backbone_to_relu6_as_tf_slim() -> None:
-    assert _peak_activation(fasterrcnn_mobilenet_v1(num_classes=3, width_mult=0.25).backbone) == 6.0
-    assert _peak_activation(fasterrcnn_mobilenet_v1(num_classes=3, width_mult=0.25, activation="relu").backbone) > 6
+def test_detector_defaults_the_backbone_to_relu6_as_tf_slim(peak_activation) -> None:
+    assert peak_activation(fasterrcnn_mobilenet_v1(num_classes=3, width_mult=0.25).backbone) == 6.0
+    assert peak_activation(fasterrcnn_mobilenet_v1(num_classes=3, width_mult=0.25, activation="relu").backbone) > 6
 
 
 def test_images_are_normalised_as_the_backbone_was_trained_unless_set(tiny_frcnn) -> None:
